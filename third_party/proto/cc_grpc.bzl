@@ -6,7 +6,11 @@ the package directory, so `import "types.proto";` works between files of one pac
 generated headers are included as "<file>.pb.h" or "<package>/<file>.pb.h".
 """
 
-def cc_grpc_library(name, srcs, deps = [], grpc = True, visibility = None):
+def cc_grpc_library(name, srcs, deps = [], proto_deps = [], grpc = True, visibility = None):
+    """Generates and compiles C++ for `srcs`.
+
+    proto_deps: .proto files that `srcs` import but whose code comes from a library in `deps`.
+    """
     pkg = native.package_name()
     outs = []
     for src in srcs:
@@ -21,11 +25,12 @@ def cc_grpc_library(name, srcs, deps = [], grpc = True, visibility = None):
 
     native.genrule(
         name = name + "_gen",
-        srcs = srcs,
+        srcs = srcs + proto_deps,
         outs = outs,
-        cmd = "protoc -I{pkg} -I/usr/include --cpp_out=$(RULEDIR) {grpc} $(SRCS)".format(
+        cmd = "protoc -I{pkg} -I/usr/include --cpp_out=$(RULEDIR) {grpc} {files}".format(
             pkg = pkg or ".",
             grpc = grpc_flags,
+            files = " ".join(["$(location %s)" % s for s in srcs]),
         ),
         message = "Generating C++ from " + ", ".join(srcs),
     )

@@ -1,0 +1,15 @@
+// The shoal command: builds the command tree and runs one command.
+#ifndef SHOAL_CLI_APP_H_
+#define SHOAL_CLI_APP_H_
+
+#include <iosfwd>
+
+namespace shoal::cli {
+
+// Runs the CLI with the process's arguments; returns the exit status. Normal output goes to
+// `out`, errors to `err` ("Error: ..." with what to do about it).
+int Run(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
+
+}  // namespace shoal::cli
+
+#endif  // SHOAL_CLI_APP_H_
