@@ -44,10 +44,10 @@ std::string DescribeRpcError(const grpc::Status& status, const std::string& host
     case grpc::StatusCode::UNAVAILABLE:
       return absl::StrCat("cannot reach shoald at ", host,
                           ": is it running? Start it (shoald), or point -H/SHOAL_HOST at its "
-                          "socket (", status.error_message(), ")");
+                          "socket (",
+                          status.error_message(), ")");
     case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return absl::StrCat("shoald at ", host, " did not answer in time: ",
-                          status.error_message());
+      return absl::StrCat("shoald at ", host, " did not answer in time: ", status.error_message());
     case grpc::StatusCode::UNIMPLEMENTED:
       return absl::StrCat("shoald at ", host, " does not support this request (",
                           status.error_message(), "); is it an older version?");

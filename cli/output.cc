@@ -23,9 +23,7 @@ void Table::Print(std::ostream& out) const {
   for (const auto& row : rows_) print_row(row);
 }
 
-void PrintJsonLine(std::ostream& out, const nlohmann::json& value) {
-  out << value.dump() << '\n';
-}
+void PrintJsonLine(std::ostream& out, const nlohmann::json& value) { out << value.dump() << '\n'; }
 
 bool ParseFormat(const std::string& text, Format* format) {
   if (text.empty() || text == "table") {

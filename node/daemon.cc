@@ -58,12 +58,12 @@ bool ValidHostPort(const std::string& addr) {
 
 absl::Status ValidateOptions(const DaemonOptions& options) {
   if (options.state_dir.empty() || options.state_dir[0] != '/') {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--state-dir must be an absolute path (got \"", options.state_dir, "\")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--state-dir must be an absolute path (got \"", options.state_dir, "\")"));
   }
   if (options.socket_path.empty() || options.socket_path[0] != '/') {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--socket must be an absolute path (got \"", options.socket_path, "\")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--socket must be an absolute path (got \"", options.socket_path, "\")"));
   }
   if (options.socket_path.size() >= kMaxSocketPath) {
     return absl::InvalidArgumentError(absl::StrCat("--socket path is ", options.socket_path.size(),
@@ -71,12 +71,13 @@ absl::Status ValidateOptions(const DaemonOptions& options) {
                                                    kMaxSocketPath - 1, ": choose a shorter path"));
   }
   if (options.executor != "containerd" && options.executor != "sim") {
-    return absl::InvalidArgumentError(absl::StrCat("--executor must be containerd or sim (got \"",
-                                                   options.executor, "\")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--executor must be containerd or sim (got \"", options.executor, "\")"));
   }
   if (!options.metrics_addr.empty() && !ValidHostPort(options.metrics_addr)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--metrics-addr must be IP:PORT, e.g. 127.0.0.1:9323 (got \"", options.metrics_addr, "\")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--metrics-addr must be IP:PORT, e.g. 127.0.0.1:9323 (got \"",
+                     options.metrics_addr, "\")"));
   }
   for (const std::string& registry : options.insecure_registries) {
     if (!ValidHostPort(registry)) {
@@ -141,7 +142,8 @@ absl::Status Daemon::StartControlSocket() {
     }
     if (SocketIsLive(path)) {
       return absl::FailedPreconditionError(
-          absl::StrCat("socket ", path, " is served by another process (another shoald?); stop "
+          absl::StrCat("socket ", path,
+                       " is served by another process (another shoald?); stop "
                        "it or start this one with a different --socket"));
     }
     ::unlink(path.c_str());  // Left behind by a daemon that crashed.
@@ -158,8 +160,8 @@ absl::Status Daemon::StartControlSocket() {
   builder.RegisterService(control_.get());
   server_ = builder.BuildAndStart();
   if (server_ == nullptr) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on socket ", path,
-                                               "; check the directory's permissions"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on socket ", path, "; check the directory's permissions"));
   }
   if (::chmod(path.c_str(), 0660) != 0) {
     return absl::InternalError(

@@ -60,10 +60,10 @@ absl::StatusOr<StateDir> StateDir::Open(const std::string& path) {
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
     if (errno != EWOULDBLOCK) return ErrnoError(absl::StrCat("cannot lock ", lock_path), errno);
     std::string holder(absl::StripAsciiWhitespace(ReadSmallFile(fd.get())));
-    return absl::FailedPreconditionError(absl::StrCat(
-        "state dir ", dir, " is in use by another shoald",
-        holder.empty() ? "" : absl::StrCat(" (pid ", holder, ")"),
-        "; stop that daemon or start this one with a different --state-dir"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("state dir ", dir, " is in use by another shoald",
+                     holder.empty() ? "" : absl::StrCat(" (pid ", holder, ")"),
+                     "; stop that daemon or start this one with a different --state-dir"));
   }
   const std::string pid = absl::StrCat(::getpid(), "\n");
   if (::ftruncate(fd.get(), 0) != 0 || ::pwrite(fd.get(), pid.data(), pid.size(), 0) < 0) {

@@ -73,10 +73,9 @@ TEST(DaemonLifecycleTest, StateDirAndSocketModes) {
 TEST(DaemonLifecycleTest, SecondDaemonOnSameStateDirIsRefused) {
   TestCluster cluster;
   ShoaldProcess& first = cluster.Add({.node_name = "first"});
-  CommandResult second =
-      RunCommand({ShoaldBinary(), "--state-dir", first.state_dir(), "--socket",
-                  cluster.root() + "/other.sock", "--executor", "sim"},
-                 {.timeout = absl::Seconds(30)});
+  CommandResult second = RunCommand({ShoaldBinary(), "--state-dir", first.state_dir(), "--socket",
+                                     cluster.root() + "/other.sock", "--executor", "sim"},
+                                    {.timeout = absl::Seconds(30)});
   EXPECT_NE(second.exit_code, 0);
   EXPECT_NE(second.err.find("in use by another shoald (pid " + std::to_string(first.pid()) + ")"),
             std::string::npos)
@@ -89,9 +88,8 @@ TEST(DaemonLifecycleTest, SecondDaemonOnSameStateDirIsRefused) {
 TEST(DaemonLifecycleTest, SecondDaemonOnSameSocketIsRefused) {
   TestCluster cluster;
   ShoaldProcess& first = cluster.Add({.node_name = "first"});
-  CommandResult second =
-      RunCommand({ShoaldBinary(), "--state-dir", cluster.root() + "/other-state", "--socket",
-                  first.socket_path(), "--executor", "sim"});
+  CommandResult second = RunCommand({ShoaldBinary(), "--state-dir", cluster.root() + "/other-state",
+                                     "--socket", first.socket_path(), "--executor", "sim"});
   EXPECT_NE(second.exit_code, 0);
   EXPECT_NE(second.err.find("is served by another process"), std::string::npos) << second.err;
   EXPECT_EQ(first.Cli({"info"}).exit_code, 0);
@@ -119,7 +117,8 @@ TEST(DaemonLifecycleTest, RestartAfterCrashReplacesStaleSocket) {
 
 TEST(DaemonLifecycleTest, CliWithoutDaemonExplainsTheProblem) {
   TempDir dir;
-  CommandResult r = RunCommand({ShoalBinary(), "-H", "unix://" + dir.path() + "/none.sock", "info"});
+  CommandResult r =
+      RunCommand({ShoalBinary(), "-H", "unix://" + dir.path() + "/none.sock", "info"});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("cannot reach shoald"), std::string::npos) << r.err;
   EXPECT_EQ(r.out, "");
@@ -168,10 +167,11 @@ TEST(DaemonLifecycleTest, MetricsEndpointServesPrometheusText) {
   const std::string addr = "127.0.0.1:" + std::to_string(port);
   ShoaldProcess& d = cluster.Add({.extra_args = {"--metrics-addr", addr}});
   ASSERT_TRUE(d.running());
-  CommandResult r = RunCommand({"/bin/bash", "-c",
-                                "exec 3<>/dev/tcp/127.0.0.1/" + std::to_string(port) +
-                                    " && printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"},
-                               {.timeout = absl::Seconds(10)});
+  CommandResult r =
+      RunCommand({"/bin/bash", "-c",
+                  "exec 3<>/dev/tcp/127.0.0.1/" + std::to_string(port) +
+                      " && printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"},
+                 {.timeout = absl::Seconds(10)});
   EXPECT_NE(r.out.find("shoal_build_info{"), std::string::npos) << r.out << r.err;
 }
 

@@ -45,12 +45,10 @@ ShoaldProcess::~ShoaldProcess() {
 
 absl::Status ShoaldProcess::Start(absl::Duration timeout) {
   if (running()) return absl::FailedPreconditionError("already running");
-  std::vector<std::string> argv = {ShoaldBinary(),
-                                   "--state-dir", state_dir_,
-                                   "--socket", socket_path_,
-                                   "--node-name", options_.node_name,
-                                   "--executor", options_.executor,
-                                   "--log-level", options_.log_level};
+  std::vector<std::string> argv = {ShoaldBinary(),     "--state-dir",     state_dir_,
+                                   "--socket",         socket_path_,      "--node-name",
+                                   options_.node_name, "--executor",      options_.executor,
+                                   "--log-level",      options_.log_level};
   argv.insert(argv.end(), options_.extra_args.begin(), options_.extra_args.end());
   absl::StatusOr<ChildProcess> child = ChildProcess::Start(argv, log_path_);
   if (!child.ok()) return child.status();
@@ -68,8 +66,8 @@ absl::Status ShoaldProcess::Start(absl::Duration timeout) {
         absl::StrCat("shoald ", options_.node_name, " exited at start:\n", LogText()));
   }
   if (!ready) {
-    return absl::DeadlineExceededError(absl::StrCat("shoald ", options_.node_name,
-                                                    " did not open its socket:\n", LogText()));
+    return absl::DeadlineExceededError(
+        absl::StrCat("shoald ", options_.node_name, " did not open its socket:\n", LogText()));
   }
   return absl::OkStatus();
 }
@@ -80,8 +78,8 @@ absl::Status ShoaldProcess::Stop(absl::Duration timeout) {
   if (!status.ok()) return status.status();
   if (!WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
     return absl::InternalError(absl::StrCat("shoald ", options_.node_name,
-                                            " did not exit cleanly (wait status ", *status,
-                                            "):\n", LogText()));
+                                            " did not exit cleanly (wait status ", *status, "):\n",
+                                            LogText()));
   }
   return absl::OkStatus();
 }

@@ -26,10 +26,11 @@ std::string ShoaldBinary();
 std::string ShoalBinary();
 
 struct ShoaldOptions {
-  std::string node_name;                 // default node-<index>
-  std::string executor = "sim";          // tests use the simulated executor unless they need real containers
+  std::string node_name;  // default node-<index>
+  std::string executor =
+      "sim";  // tests use the simulated executor unless they need real containers
   std::string log_level = "debug";
-  std::vector<std::string> extra_args;   // appended to the command line
+  std::vector<std::string> extra_args;  // appended to the command line
 };
 
 class ShoaldProcess {

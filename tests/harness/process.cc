@@ -176,9 +176,9 @@ absl::StatusOr<int> ChildProcess::Signal(int signal, absl::Duration timeout) {
     ::kill(pid_, SIGKILL);
     (void)WaitPid(pid_, absl::Seconds(10));
     pid_ = -1;
-    return absl::DeadlineExceededError(
-        absl::StrCat("process did not exit within ", absl::FormatDuration(timeout),
-                     " of signal ", signal, "; killed it"));
+    return absl::DeadlineExceededError(absl::StrCat("process did not exit within ",
+                                                    absl::FormatDuration(timeout), " of signal ",
+                                                    signal, "; killed it"));
   }
   pid_ = -1;
   return status;

@@ -10,8 +10,8 @@ namespace shoal::testing {
 namespace {
 
 TEST(RunCommandTest, CapturesOutputExitCodeAndStdin) {
-  CommandResult r = RunCommand({"/bin/sh", "-c", "cat; echo oops >&2; exit 3"},
-                               {.stdin_data = "hello"});
+  CommandResult r =
+      RunCommand({"/bin/sh", "-c", "cat; echo oops >&2; exit 3"}, {.stdin_data = "hello"});
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_EQ(r.out, "hello");
   EXPECT_EQ(r.err, "oops\n");
@@ -33,7 +33,8 @@ TEST(RunCommandTest, KillsAtTimeout) {
 
 TEST(ChildProcessTest, SignalEndsAndReapsByPid) {
   TempDir dir;
-  absl::StatusOr<ChildProcess> child = ChildProcess::Start({"/bin/sleep", "30"}, dir.path() + "/log");
+  absl::StatusOr<ChildProcess> child =
+      ChildProcess::Start({"/bin/sleep", "30"}, dir.path() + "/log");
   ASSERT_TRUE(child.ok());
   const pid_t pid = child->pid();
   absl::StatusOr<int> status = child->Signal(SIGTERM, absl::Seconds(10));
