@@ -1,0 +1,619 @@
+#include "raft/node/raft_node.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "raft/core/raft.h"
+#include "spdlog/spdlog.h"
+
+namespace shoal::raft {
+namespace {
+
+constexpr size_t kIdBytes = 8;
+
+std::string FrameEntry(uint64_t proposal_id, const std::string& payload) {
+  std::string out(kIdBytes + payload.size(), '\0');
+  for (size_t i = 0; i < kIdBytes; ++i) out[i] = static_cast<char>(proposal_id >> (8 * i));
+  std::memcpy(out.data() + kIdBytes, payload.data(), payload.size());
+  return out;
+}
+
+// Splits a NORMAL entry's data into (proposal ID, payload). False for foreign or empty data.
+bool UnframeEntry(const std::string& data, uint64_t* proposal_id, std::string* payload) {
+  if (data.size() < kIdBytes) return false;
+  uint64_t id = 0;
+  for (size_t i = 0; i < kIdBytes; ++i)
+    id |= static_cast<uint64_t>(static_cast<uint8_t>(data[i])) << (8 * i);
+  *proposal_id = id;
+  payload->assign(data, kIdBytes, std::string::npos);
+  return true;
+}
+
+// Leader-to-follower messages a leader may send before its own disk write completes.
+bool SafeToSendBeforePersist(const raftpb::Message& m) {
+  switch (m.type()) {
+    case raftpb::MESSAGE_TYPE_APP:
+    case raftpb::MESSAGE_TYPE_HEARTBEAT:
+    case raftpb::MESSAGE_TYPE_SNAP:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+RaftNode::RaftNode(RaftNodeOptions options, StateMachine* sm, Transport* transport)
+    : options_(std::move(options)),
+      sm_(sm),
+      transport_(transport),
+      clock_(options_.clock != nullptr ? options_.clock : &RealClock()) {}
+
+RaftNode::~RaftNode() { Stop(); }
+
+absl::StatusOr<std::unique_ptr<RaftNode>> RaftNode::Start(RaftNodeOptions options,
+                                                          StateMachine* state_machine,
+                                                          Transport* transport) {
+  if (options.id == 0) return absl::InvalidArgumentError("raft node id must be non-zero");
+  if (options.dir.empty()) return absl::InvalidArgumentError("raft node needs a directory");
+  std::unique_ptr<RaftNode> node(new RaftNode(std::move(options), state_machine, transport));
+  if (absl::Status s = node->Init(); !s.ok()) return s;
+  node->loop_ = std::thread([n = node.get()] { n->Loop(); });
+  return node;
+}
+
+absl::Status RaftNode::Init() {
+  Encrypter* enc = options_.encrypter;
+  if (enc == nullptr) {
+    no_encryption_ = std::make_unique<NoEncryption>();
+    enc = no_encryption_.get();
+  }
+  absl::StatusOr<std::unique_ptr<DurableLog>> durable = DurableLog::Open(options_.dir, enc);
+  if (!durable.ok()) return durable.status();
+  durable_ = std::move(*durable);
+  absl::StatusOr<LoadedState> loaded = durable_->Load();
+  if (!loaded.ok()) return loaded.status();
+
+  const bool fresh = loaded->snapshot.metadata().index() == 0 && loaded->entries.empty() &&
+                     loaded->hard_state.term() == 0;
+  for (const api::RaftMember& m : options_.join_members) members_[m.raft_id()] = m;
+  if (loaded->snapshot.metadata().index() != 0) {
+    if (absl::Status s = storage_.ApplySnapshot(loaded->snapshot); !s.ok()) return s;
+    if (absl::Status s = RestoreSnapshot(loaded->snapshot); !s.ok()) return s;
+  }
+  if (absl::Status s = storage_.Append(loaded->entries); !s.ok()) return s;
+  if (absl::Status s = storage_.SetHardState(loaded->hard_state); !s.ok()) return s;
+
+  Config config;
+  config.id = options_.id;
+  config.election_tick = options_.election_tick;
+  config.heartbeat_tick = options_.heartbeat_tick;
+  config.storage = &storage_;
+  config.applied = applied_;
+  config.max_size_per_msg = options_.max_size_per_msg;
+  config.max_inflight_msgs = options_.max_inflight_msgs;
+  config.check_quorum = true;
+  config.pre_vote = true;
+  absl::StatusOr<std::unique_ptr<RawNode>> raw = RawNode::Create(config);
+  if (!raw.ok()) return raw.status();
+  raw_ = std::move(*raw);
+
+  if (fresh && !options_.bootstrap_members.empty()) {
+    // Each founder's address travels in its conf change, so a restart relearns it from the log.
+    std::vector<raftpb::ConfChange> founders;
+    for (const api::RaftMember& m : options_.bootstrap_members) {
+      raftpb::ConfChange cc;
+      cc.set_type(raftpb::CONF_CHANGE_TYPE_ADD_NODE);
+      cc.set_node_id(m.raft_id());
+      cc.set_context(m.SerializeAsString());
+      founders.push_back(std::move(cc));
+    }
+    if (absl::Status s = raw_->Bootstrap(founders); !s.ok()) return s;
+  }
+  UpdatePeers();
+  next_tick_ = clock_->Now() + options_.tick_interval;
+  PublishInfo();
+  spdlog::info(
+      "raft {}: started at term {}, commit {}, applied {}{}", options_.id,
+      loaded->hard_state.term(), loaded->hard_state.commit(), applied_,
+      fresh ? (options_.bootstrap_members.empty() ? " (new, joining)" : " (bootstrapped)") : "");
+  return absl::OkStatus();
+}
+
+void RaftNode::Stop() {
+  // Concurrent callers all return once the loop has exited.
+  std::call_once(stop_once_, [this] {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    if (loop_.joinable()) loop_.join();
+  });
+}
+
+// --- Mailbox --------------------------------------------------------------------------------
+
+void RaftNode::Receive(raftpb::Message m) {
+  absl::MutexLock lock(&mu_);
+  if (!stopping_) inbound_.push_back(std::move(m));
+}
+
+void RaftNode::ReportUnreachable(uint64_t peer) {
+  absl::MutexLock lock(&mu_);
+  unreachable_.push_back(peer);
+}
+
+void RaftNode::ReportSnapshot(uint64_t peer, bool failed) {
+  absl::MutexLock lock(&mu_);
+  snapshot_reports_.emplace_back(peer, failed);
+}
+
+std::shared_ptr<RaftNode::Waiter> RaftNode::Enqueue(PendingProposal p) {
+  auto waiter = std::make_shared<Waiter>();
+  absl::MutexLock lock(&mu_);
+  if (stopping_) {
+    Finish(waiter, absl::CancelledError("raft node is stopping"));
+    return waiter;
+  }
+  p.id = (options_.id << 40) ^ ++next_proposal_id_;
+  if (p.kind == PendingProposal::Kind::kEntry) p.data = FrameEntry(p.id, p.data);
+  p.waiter = waiter;
+  proposals_.push_back(std::move(p));
+  return waiter;
+}
+
+void RaftNode::Complete(const std::shared_ptr<Waiter>& w, absl::StatusOr<std::string> result) {
+  completions_.emplace_back(w, std::move(result));
+}
+
+void RaftNode::Finish(const std::shared_ptr<Waiter>& w, absl::StatusOr<std::string> result) {
+  absl::MutexLock lock(&w->mu);
+  if (w->done) return;
+  w->done = true;
+  w->result = std::move(result);
+}
+
+absl::StatusOr<std::string> RaftNode::Await(const std::shared_ptr<Waiter>& w, absl::Time deadline) {
+  absl::MutexLock lock(&w->mu);
+  // The deadline is wall-clock: callers are real clients, whatever clock drives the ticks.
+  w->mu.AwaitWithDeadline(absl::Condition(&w->done), deadline);
+  if (!w->done) {
+    return absl::DeadlineExceededError(
+        "raft: timed out waiting for the entry to be applied; it may still commit");
+  }
+  return w->result;
+}
+
+absl::StatusOr<std::string> RaftNode::Propose(std::string data, absl::Time deadline) {
+  PendingProposal p;
+  p.data = std::move(data);
+  return Await(Enqueue(std::move(p)), deadline);
+}
+
+absl::Status RaftNode::LinearizableRead(absl::Time deadline) {
+  auto waiter = std::make_shared<Waiter>();
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return absl::CancelledError("raft node is stopping");
+    if (info_.leader == 0) return absl::UnavailableError("raft: no leader known; retry");
+    read_requests_.push_back(waiter);
+  }
+  return Await(waiter, deadline).status();
+}
+
+absl::Status RaftNode::AddMember(const api::RaftMember& member, bool as_learner,
+                                 absl::Time deadline) {
+  PendingProposal p;
+  p.kind = PendingProposal::Kind::kConfChange;
+  p.cc.set_type(as_learner ? raftpb::CONF_CHANGE_TYPE_ADD_LEARNER_NODE
+                           : raftpb::CONF_CHANGE_TYPE_ADD_NODE);
+  p.cc.set_node_id(member.raft_id());
+  p.cc.set_context(member.SerializeAsString());
+  return Await(Enqueue(std::move(p)), deadline).status();
+}
+
+absl::Status RaftNode::RemoveMember(uint64_t id, absl::Time deadline) {
+  PendingProposal p;
+  p.kind = PendingProposal::Kind::kConfChange;
+  p.cc.set_type(raftpb::CONF_CHANGE_TYPE_REMOVE_NODE);
+  p.cc.set_node_id(id);
+  return Await(Enqueue(std::move(p)), deadline).status();
+}
+
+absl::Status RaftNode::TransferLeadership(uint64_t to, absl::Time deadline) {
+  PendingProposal p;
+  p.kind = PendingProposal::Kind::kTransferLeader;
+  p.transfer_to = to;
+  absl::Status s = Await(Enqueue(std::move(p)), deadline).status();
+  if (!s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  auto led_by_target = [this, to]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return info_.leader == to || stopping_;
+  };
+  mu_.AwaitWithDeadline(absl::Condition(&led_by_target), deadline);
+  if (info_.leader != to) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("raft: leadership did not move to ", to, " before the deadline"));
+  }
+  return absl::OkStatus();
+}
+
+RaftNode::Info RaftNode::GetInfo() const {
+  absl::MutexLock lock(&mu_);
+  return info_;
+}
+
+uint64_t RaftNode::WaitForLeader(absl::Time deadline) const {
+  absl::MutexLock lock(&mu_);
+  auto has_leader = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return info_.leader != 0; };
+  mu_.AwaitWithDeadline(absl::Condition(&has_leader), deadline);
+  return info_.leader;
+}
+
+// --- The loop -------------------------------------------------------------------------------
+
+void RaftNode::Loop() {
+  while (true) {
+    std::deque<raftpb::Message> inbound;
+    std::deque<PendingProposal> proposals;
+    std::vector<std::shared_ptr<Waiter>> reads;
+    std::vector<std::pair<uint64_t, bool>> snapshot_reports;
+    std::vector<uint64_t> unreachable;
+    {
+      absl::MutexLock lock(&mu_);
+      auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || !inbound_.empty() || !proposals_.empty() || !read_requests_.empty() ||
+               !snapshot_reports_.empty() || !unreachable_.empty();
+      };
+      // Wake for work, or for the next tick. The tick deadline is read from the injected
+      // clock; the wait itself is bounded in real time so a manual clock's progress is noticed.
+      const absl::Duration until_tick = next_tick_ - clock_->Now();
+      if (until_tick > absl::ZeroDuration()) {
+        mu_.AwaitWithTimeout(absl::Condition(&has_work), until_tick);
+      }
+      if (stopping_) break;
+      inbound.swap(inbound_);
+      proposals.swap(proposals_);
+      reads.swap(read_requests_);
+      snapshot_reports.swap(snapshot_reports_);
+      unreachable.swap(unreachable_);
+    }
+    int ticks = 0;
+    const absl::Time now = clock_->Now();
+    while (now >= next_tick_) {
+      ++ticks;
+      next_tick_ += options_.tick_interval;
+    }
+    if (ticks > 3 * options_.election_tick) {
+      // A stalled process (or a clock jump): don't fire many elections' worth of ticks at once.
+      ticks = 1;
+      next_tick_ = now + options_.tick_interval;
+    }
+    if (!reads.empty()) {
+      const std::string ctx = absl::StrCat(options_.id, "/", next_read_ctx_++);
+      reads_by_ctx_[ctx] = std::move(reads);
+      raw_->ReadIndex(ctx);
+    }
+    Process(std::move(inbound), std::move(proposals), std::move(snapshot_reports),
+            std::move(unreachable), ticks);
+    PublishInfo();
+    // Callers wake only now, so that what they read from GetInfo() includes their entry.
+    for (auto& [waiter, result] : completions_) Finish(waiter, std::move(result));
+    completions_.clear();
+  }
+  for (auto& [waiter, result] : completions_) Finish(waiter, std::move(result));
+  completions_.clear();
+  FailAll(absl::CancelledError("raft node is stopping"));
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& p : proposals_) Finish(p.waiter, absl::CancelledError("raft node is stopping"));
+    for (auto& w : read_requests_) Finish(w, absl::CancelledError("raft node is stopping"));
+    proposals_.clear();
+    read_requests_.clear();
+  }
+}
+
+void RaftNode::Process(std::deque<raftpb::Message> inbound, std::deque<PendingProposal> proposals,
+                       std::vector<std::pair<uint64_t, bool>> snapshot_reports,
+                       std::vector<uint64_t> unreachable, int ticks) {
+  for (int i = 0; i < ticks; ++i) raw_->Tick();
+  for (const auto& [peer, failed] : snapshot_reports) raw_->ReportSnapshot(peer, failed);
+  for (uint64_t peer : unreachable) raw_->ReportUnreachable(peer);
+  for (raftpb::Message& m : inbound) {
+    if (spdlog::should_log(spdlog::level::trace)) {
+      spdlog::trace(
+          "raft {}: recv {} from {} term {} index {} log_term {} entries {} commit {} reject {}",
+          options_.id, raftpb::MessageType_Name(m.type()), m.from(), m.term(), m.index(),
+          m.log_term(), m.entries_size(), m.commit(), m.reject());
+    }
+    absl::Status s = raw_->Step(m);
+    if (!s.ok())
+      spdlog::debug("raft {}: dropped message from {}: {}", options_.id, m.from(),
+                    std::string(s.message()));
+  }
+  for (PendingProposal& p : proposals) ProposeOne(p);
+
+  while (raw_->HasReady()) {
+    Ready rd = raw_->GetReady();
+    if (absl::Status s = HandleReady(rd); !s.ok()) {
+      // The durable log refuses further writes after a failure: this member cannot go on
+      // safely. Stop participating; the operator restarts it (it recovers from disk).
+      spdlog::critical("raft {}: {}; stopping this member", options_.id, std::string(s.message()));
+      FailAll(absl::InternalError(absl::StrCat("raft: storage failure: ", s.message())));
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+      return;
+    }
+    raw_->Advance(rd);
+  }
+
+  // Leadership changes: entries proposed on a leader that lost its term may be gone.
+  const uint64_t lead = raw_->raft().lead();
+  if (lead != last_lead_) {
+    last_lead_ = lead;
+    // Reads waiting on a ReadIndex that the old leader will never answer: fail them, the caller
+    // retries (reads change nothing, so this is always safe).
+    for (auto& [ctx, waiters] : reads_by_ctx_) {
+      for (auto& w : waiters) {
+        Finish(w, absl::UnavailableError("raft: leader changed during the read; retry"));
+      }
+    }
+    reads_by_ctx_.clear();
+  }
+  MaybeSnapshot();
+}
+
+void RaftNode::ProposeOne(PendingProposal& p) {
+  const bool is_leader = raw_->raft().state() == StateType::kLeader;
+  const uint64_t lead = raw_->raft().lead();
+  switch (p.kind) {
+    case PendingProposal::Kind::kTransferLeader:
+      if (!is_leader) {
+        Finish(p.waiter,
+               absl::FailedPreconditionError(absl::StrCat("raft: not the leader (leader is ", lead,
+                                                          "); transfer leadership on the leader")));
+      } else {
+        raw_->TransferLeader(p.transfer_to);
+        Finish(p.waiter, std::string());
+      }
+      return;
+    case PendingProposal::Kind::kConfChange:
+      if (!is_leader) {
+        Finish(p.waiter,
+               absl::FailedPreconditionError(absl::StrCat(
+                   "raft: membership changes are made on the leader (leader is ", lead, ")")));
+        return;
+      }
+      break;
+    case PendingProposal::Kind::kEntry:
+      break;
+  }
+  absl::Status s = p.kind == PendingProposal::Kind::kConfChange ? raw_->ProposeConfChange(p.cc)
+                                                                : raw_->Propose(p.data);
+  if (!s.ok()) {
+    Finish(p.waiter, absl::UnavailableError(absl::StrCat("raft: proposal not accepted (",
+                                                         std::string(s.message()), "); retry")));
+    return;
+  }
+  InFlight f;
+  f.waiter = std::move(p.waiter);
+  if (is_leader) {
+    f.index = raw_->raft().raft_log().LastIndex();
+    f.term = raw_->raft().term();
+  }
+  in_flight_[p.id] = std::move(f);
+}
+
+absl::Status RaftNode::HandleReady(Ready& rd) {
+  // Leader optimisation: replicate while our own write is in progress (see the header).
+  std::vector<raftpb::Message> after;
+  std::vector<raftpb::Message> before;
+  const bool leader = raw_->raft().state() == StateType::kLeader;
+  for (raftpb::Message& m : rd.messages) {
+    (leader && SafeToSendBeforePersist(m) ? before : after).push_back(std::move(m));
+  }
+  if (!before.empty()) transport_->Send(std::move(before));
+  if (absl::Status s = Persist(rd); !s.ok()) return s;
+  if (!after.empty()) transport_->Send(std::move(after));
+
+  if (rd.snapshot.metadata().index() != 0) {
+    if (absl::Status s = RestoreSnapshot(rd.snapshot); !s.ok()) return s;
+    // Proposals in flight below the snapshot are lost to this node's view; their fate is unknown
+    // here, but they will time out; those proposed as leader are settled by index below.
+  }
+  ApplyEntries(rd.committed_entries);
+  ResolveReads(rd.read_states);
+  // Reads whose index is now applied.
+  while (!reads_by_index_.empty() && reads_by_index_.begin()->first <= applied_) {
+    Complete(reads_by_index_.begin()->second, std::string());
+    reads_by_index_.erase(reads_by_index_.begin());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RaftNode::Persist(const Ready& rd) {
+  if (rd.hard_state.has_value() || !rd.entries.empty() || rd.snapshot.metadata().index() != 0) {
+    if (absl::Status s = durable_->SaveReady(rd.hard_state, rd.entries, rd.snapshot, rd.must_sync);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (rd.snapshot.metadata().index() != 0) {
+    if (absl::Status s = storage_.ApplySnapshot(rd.snapshot); !s.ok()) return s;
+  }
+  if (!rd.entries.empty()) {
+    if (absl::Status s = storage_.Append(rd.entries); !s.ok()) return s;
+  }
+  if (rd.hard_state.has_value()) {
+    if (absl::Status s = storage_.SetHardState(*rd.hard_state); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+void RaftNode::ApplyEntries(const std::vector<raftpb::Entry>& entries) {
+  for (const raftpb::Entry& e : entries) {
+    if (e.index() <= applied_) continue;
+    if (e.type() == raftpb::ENTRY_TYPE_CONF_CHANGE) {
+      ApplyConfChange(e);
+    } else if (!e.data().empty()) {
+      uint64_t id = 0;
+      std::string payload;
+      if (UnframeEntry(e.data(), &id, &payload)) {
+        std::string result = sm_->Apply(e.index(), payload);
+        auto it = in_flight_.find(id);
+        if (it != in_flight_.end()) {
+          Complete(it->second.waiter, std::move(result));
+          in_flight_.erase(it);
+        }
+      } else {
+        spdlog::error("raft {}: entry {} has malformed data ({} bytes); skipped", options_.id,
+                      e.index(), e.data().size());
+      }
+    }
+    applied_ = e.index();
+    // Proposals made as leader whose index is now applied by someone else's entry were lost
+    // in a leader change: tell their callers definitively.
+    for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+      if (it->second.index != 0 && it->second.index <= applied_) {
+        Complete(it->second.waiter,
+                 absl::AbortedError("raft: the entry was discarded by a leader change; retry"));
+        in_flight_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
+}
+
+void RaftNode::ApplyConfChange(const raftpb::Entry& entry) {
+  raftpb::ConfChange cc;
+  if (!cc.ParseFromString(entry.data())) {
+    spdlog::error("raft {}: conf change at {} does not parse; skipped", options_.id, entry.index());
+    return;
+  }
+  conf_state_ = raw_->ApplyConfChange(cc);
+  if (cc.type() == raftpb::CONF_CHANGE_TYPE_REMOVE_NODE) {
+    members_.erase(cc.node_id());
+    removed_.push_back(cc.node_id());
+  } else if (!cc.context().empty()) {
+    api::RaftMember m;
+    if (m.ParseFromString(cc.context())) members_[cc.node_id()] = m;
+  } else if (members_.count(cc.node_id()) == 0) {
+    api::RaftMember m;
+    m.set_raft_id(cc.node_id());
+    members_[cc.node_id()] = m;
+  }
+  UpdatePeers();
+  // A conf change proposed here: its waiter is the in-flight entry with this index.
+  for (auto it = in_flight_.begin(); it != in_flight_.end(); ++it) {
+    if (it->second.index == entry.index() && it->second.term == entry.term()) {
+      Complete(it->second.waiter, std::string());
+      in_flight_.erase(it);
+      break;
+    }
+  }
+  spdlog::info("raft {}: membership now {} voters, {} learners (after {} of {})", options_.id,
+               conf_state_.voters_size(), conf_state_.learners_size(),
+               raftpb::ConfChangeType_Name(cc.type()), cc.node_id());
+}
+
+void RaftNode::UpdatePeers() {
+  for (const auto& [id, m] : members_) {
+    if (id == options_.id || m.addr().empty()) continue;
+    absl::StatusOr<std::string> known = transport_->PeerAddress(id);
+    if (!known.ok()) {
+      (void)transport_->AddPeer(id, m.addr());
+    } else if (*known != m.addr()) {
+      (void)transport_->UpdatePeer(id, m.addr());
+    }
+  }
+  for (uint64_t id : removed_) {
+    if (id != options_.id && transport_->PeerAddress(id).ok()) (void)transport_->RemovePeer(id);
+  }
+}
+
+absl::Status RaftNode::RestoreSnapshot(const raftpb::Snapshot& snap) {
+  api::RaftSnapshotEnvelope env;
+  if (!env.ParseFromString(snap.data())) {
+    return absl::DataLossError(
+        absl::StrCat("raft snapshot at index ", snap.metadata().index(), " does not parse"));
+  }
+  if (absl::Status s = sm_->Restore(env.app_data()); !s.ok()) return s;
+  members_.clear();
+  for (const api::RaftMember& m : env.members()) members_[m.raft_id()] = m;
+  removed_.assign(env.removed_members().begin(), env.removed_members().end());
+  conf_state_ = snap.metadata().conf_state();
+  applied_ = snap.metadata().index();
+  snapshot_index_ = snap.metadata().index();
+  UpdatePeers();
+  return absl::OkStatus();
+}
+
+void RaftNode::MaybeSnapshot() {
+  if (applied_ < snapshot_index_ + options_.snapshot_interval) return;
+  api::RaftSnapshotEnvelope env;
+  for (const auto& [id, m] : members_) *env.add_members() = m;
+  for (uint64_t id : removed_) env.add_removed_members(id);
+  env.set_app_data(sm_->Snapshot());
+  absl::StatusOr<raftpb::Snapshot> snap =
+      storage_.CreateSnapshot(applied_, &conf_state_, env.SerializeAsString());
+  if (!snap.ok()) {
+    spdlog::warn("raft {}: snapshot at {} failed: {}", options_.id, applied_,
+                 std::string(snap.status().message()));
+    return;
+  }
+  if (absl::Status s = durable_->SaveSnapshot(*snap); !s.ok()) {
+    spdlog::error("raft {}: saving snapshot at {} failed: {}", options_.id, applied_,
+                  std::string(s.message()));
+    return;
+  }
+  snapshot_index_ = applied_;
+  if (applied_ > options_.log_entries_for_slow_followers) {
+    (void)storage_.Compact(applied_ - options_.log_entries_for_slow_followers);
+  }
+  spdlog::debug("raft {}: snapshot at {}", options_.id, applied_);
+}
+
+void RaftNode::ResolveReads(const std::vector<ReadState>& states) {
+  for (const ReadState& rs : states) {
+    auto it = reads_by_ctx_.find(rs.request_ctx);
+    if (it == reads_by_ctx_.end()) continue;
+    for (auto& w : it->second) {
+      if (rs.index <= applied_) {
+        Complete(w, std::string());
+      } else {
+        reads_by_index_.emplace(rs.index, std::move(w));
+      }
+    }
+    reads_by_ctx_.erase(it);
+  }
+}
+
+void RaftNode::FailAll(const absl::Status& status) {
+  for (auto& [id, f] : in_flight_) Finish(f.waiter, status);
+  in_flight_.clear();
+  for (auto& [ctx, waiters] : reads_by_ctx_) {
+    for (auto& w : waiters) Finish(w, status);
+  }
+  reads_by_ctx_.clear();
+  for (auto& [index, w] : reads_by_index_) Finish(w, status);
+  reads_by_index_.clear();
+}
+
+void RaftNode::PublishInfo() {
+  Info info;
+  const Raft& r = raw_->raft();
+  info.id = options_.id;
+  info.term = r.term();
+  info.leader = r.lead();
+  info.state = r.state();
+  info.commit = r.raft_log().committed();
+  info.applied = applied_;
+  info.snapshot_index = snapshot_index_;
+  for (const auto& [id, m] : members_) info.members.push_back(m);
+  info.conf_state = conf_state_;
+  absl::MutexLock lock(&mu_);
+  info_ = std::move(info);
+}
+
+}  // namespace shoal::raft

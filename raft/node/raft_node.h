@@ -1,0 +1,230 @@
+// RaftNode: the driver that turns the pure Raft core into a running replicated state machine.
+//
+// It owns the core (RawNode), its in-memory log (MemoryStorage), the durable log on disk
+// (DurableLog), and one loop thread that does everything in the order Raft requires:
+//
+//   tick from the Clock, step inbound messages, propose queued requests
+//   → for each Ready: persist (one fsync per Ready, i.e. per batch of proposals) → send → apply
+//   → wake the callers whose entries were applied → snapshot and compact when due.
+//
+// As a throughput optimisation from the Raft thesis (§10.2.1), a leader sends its APP and
+// heartbeat messages before its own disk write finishes: an entry is only committed once a
+// majority has persisted it, and the leader counts itself only when it is part of that majority
+// through its own later persistence or the followers'. Every other message (votes, responses)
+// leaves only after the state it depends on is durable.
+//
+// Entry data: a NORMAL entry the node proposes holds an 8-byte proposal ID followed by the
+// application's payload; the ID wakes the proposer on this node. Empty entries (the leader's
+// no-op) are not passed to the application. Snapshot data is a RaftSnapshotEnvelope: the
+// membership (with addresses) plus the application's snapshot.
+//
+// Threading: every public method may be called from any thread. The StateMachine is called only
+// from the loop thread; readers that inspect it directly must synchronise with Apply themselves
+// (LinearizableRead tells them when it is safe to read a linearizable value).
+#ifndef SHOAL_RAFT_NODE_RAFT_NODE_H_
+#define SHOAL_RAFT_NODE_RAFT_NODE_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "raft.pb.h"
+#include "raft/core/raw_node.h"
+#include "raft/core/storage.h"
+#include "raft/storage/durable_log.h"
+#include "raft/storage/encrypter.h"
+#include "raft/transport/handler.h"
+#include "raft/transport/transport.h"
+#include "raft_transport.pb.h"
+
+namespace shoal::raft {
+
+// The application the log drives.
+class StateMachine {
+ public:
+  virtual ~StateMachine() = default;
+  // Applies the payload of the committed entry at `index`. Entries arrive in log order, each
+  // once per process lifetime (after a restart, the entries after the last snapshot are applied
+  // again on top of the restored snapshot). The result goes back to the proposer on this node.
+  virtual std::string Apply(uint64_t index, const std::string& data) = 0;
+  // Serialises the state as of the last applied entry.
+  virtual std::string Snapshot() = 0;
+  // Replaces the whole state with a snapshot's.
+  virtual absl::Status Restore(const std::string& data) = 0;
+};
+
+struct RaftNodeOptions {
+  uint64_t id = 0;                 // this member's Raft ID, non-zero
+  std::string addr;                // host:port peers reach this member's transport at
+  std::string dir;                 // the durable log's directory
+  Encrypter* encrypter = nullptr;  // seals every entry and snapshot; nullptr = no encryption
+  Clock* clock = nullptr;          // nullptr = RealClock()
+  absl::Duration tick_interval = absl::Milliseconds(100);
+  int election_tick = 5;  // an election starts after 5–10 ticks without a leader
+  int heartbeat_tick = 1;
+  uint64_t snapshot_interval = 10000;             // applied entries between snapshots
+  uint64_t log_entries_for_slow_followers = 500;  // entries kept behind a snapshot
+  uint64_t max_size_per_msg = 1 << 20;
+  int max_inflight_msgs = 256;
+  // For a brand-new log only: the founding members (every founder lists the same set, itself
+  // included). Empty: this member joins an existing group and waits for its leader.
+  std::vector<api::RaftMember> bootstrap_members;
+  // For a member joining an existing group: the members it was told about (e.g. by the
+  // RaftMembership.Join answer), so that it can answer the leader before the log (or a
+  // snapshot) teaches it the membership.
+  std::vector<api::RaftMember> join_members;
+};
+
+class RaftNode : public Handler {
+ public:
+  // Opens the durable log, restores the state machine from the latest snapshot, and starts the
+  // loop. `state_machine` and `transport` are not owned and must outlive the node; the node
+  // adds and removes the transport's peers as the membership changes.
+  static absl::StatusOr<std::unique_ptr<RaftNode>> Start(RaftNodeOptions options,
+                                                         StateMachine* state_machine,
+                                                         Transport* transport);
+  ~RaftNode() override;
+  RaftNode(const RaftNode&) = delete;
+  RaftNode& operator=(const RaftNode&) = delete;
+
+  // Stops the loop; pending calls fail with CANCELLED. Idempotent.
+  void Stop();
+
+  // Replicates `data` and returns the state machine's result once the entry is committed and
+  // applied here. Errors:
+  //   UNAVAILABLE        no leader is known or the proposal was dropped: nothing was written
+  //   ABORTED            a leader change discarded the entry: it was not applied
+  //   DEADLINE_EXCEEDED  the outcome is unknown (it may still commit)
+  //   CANCELLED          the node is stopping
+  absl::StatusOr<std::string> Propose(std::string data, absl::Time deadline);
+
+  // Returns once this node's state machine reflects every write committed before the call
+  // (Raft's ReadIndex, batched across concurrent callers). Then a read of the state machine is
+  // linearizable. UNAVAILABLE without a leader; DEADLINE_EXCEEDED on timeout.
+  absl::Status LinearizableRead(absl::Time deadline);
+
+  // Membership changes, one at a time, proposed on the leader (FAILED_PRECONDITION elsewhere,
+  // naming the leader). They return once the change is applied here.
+  absl::Status AddMember(const api::RaftMember& member, bool as_learner, absl::Time deadline);
+  absl::Status RemoveMember(uint64_t id, absl::Time deadline);
+  // Asks the leader to hand leadership to `to`, and waits until this node sees `to` lead.
+  absl::Status TransferLeadership(uint64_t to, absl::Time deadline);
+
+  struct Info {
+    uint64_t id = 0;
+    uint64_t term = 0;
+    uint64_t leader = 0;
+    uint64_t commit = 0;
+    uint64_t applied = 0;
+    uint64_t snapshot_index = 0;
+    StateType state = StateType::kFollower;
+    std::vector<api::RaftMember> members;
+    raftpb::ConfState conf_state;
+  };
+  Info GetInfo() const;
+  // Waits until a leader is known; returns its ID, or 0 at the deadline.
+  uint64_t WaitForLeader(absl::Time deadline) const;
+
+  // Handler (the transport's callbacks): queue for the loop.
+  void Receive(raftpb::Message m) override;
+  void ReportUnreachable(uint64_t peer) override;
+  void ReportSnapshot(uint64_t peer, bool failed) override;
+
+ private:
+  // A caller waiting for its entry (or its read) to be applied.
+  struct Waiter {
+    absl::Mutex mu;
+    bool done ABSL_GUARDED_BY(mu) = false;
+    absl::StatusOr<std::string> result ABSL_GUARDED_BY(mu);
+  };
+  struct PendingProposal {
+    enum class Kind { kEntry, kConfChange, kTransferLeader };
+    Kind kind = Kind::kEntry;
+    uint64_t id = 0;
+    std::string data;          // kEntry: framed entry data
+    raftpb::ConfChange cc;     // kConfChange
+    uint64_t transfer_to = 0;  // kTransferLeader
+    std::shared_ptr<Waiter> waiter;
+  };
+  // A proposal accepted by the core, waiting to be applied.
+  struct InFlight {
+    std::shared_ptr<Waiter> waiter;
+    uint64_t index = 0;  // known when proposed on the leader; 0 when forwarded
+    uint64_t term = 0;
+  };
+
+  RaftNode(RaftNodeOptions options, StateMachine* sm, Transport* transport);
+  absl::Status Init();
+  void Loop();
+  // Runs one iteration's worth of inputs through the core and handles every Ready.
+  void Process(std::deque<raftpb::Message> inbound, std::deque<PendingProposal> proposals,
+               std::vector<std::pair<uint64_t, bool>> snapshot_reports,
+               std::vector<uint64_t> unreachable, int ticks);
+  void ProposeOne(PendingProposal& p);
+  absl::Status HandleReady(Ready& rd);
+  absl::Status Persist(const Ready& rd);
+  void ApplyEntries(const std::vector<raftpb::Entry>& entries);
+  void ApplyConfChange(const raftpb::Entry& entry);
+  absl::Status RestoreSnapshot(const raftpb::Snapshot& snap);
+  void MaybeSnapshot();
+  void UpdatePeers();
+  void FailAll(const absl::Status& status);
+  void ResolveReads(const std::vector<ReadState>& states);
+  std::shared_ptr<Waiter> Enqueue(PendingProposal p);
+  static absl::StatusOr<std::string> Await(const std::shared_ptr<Waiter>& w, absl::Time deadline);
+  static void Finish(const std::shared_ptr<Waiter>& w, absl::StatusOr<std::string> result);
+  // Loop thread: finishes `w` at the end of this iteration, after PublishInfo().
+  void Complete(const std::shared_ptr<Waiter>& w, absl::StatusOr<std::string> result);
+  void PublishInfo();
+
+  const RaftNodeOptions options_;
+  StateMachine* const sm_;
+  Transport* const transport_;
+  Clock* const clock_;
+  std::unique_ptr<NoEncryption> no_encryption_;
+
+  // Loop-thread state.
+  MemoryStorage storage_;
+  std::unique_ptr<DurableLog> durable_;
+  std::unique_ptr<RawNode> raw_;
+  uint64_t applied_ = 0;
+  uint64_t snapshot_index_ = 0;
+  raftpb::ConfState conf_state_;
+  std::map<uint64_t, api::RaftMember> members_;
+  std::vector<uint64_t> removed_;
+  absl::flat_hash_map<uint64_t, InFlight> in_flight_;  // by proposal ID
+  // Reads waiting for a ReadIndex answer (by request context) or for applied >= index.
+  std::map<std::string, std::vector<std::shared_ptr<Waiter>>> reads_by_ctx_;
+  std::multimap<uint64_t, std::shared_ptr<Waiter>> reads_by_index_;
+  uint64_t next_read_ctx_ = 1;
+  uint64_t last_lead_ = 0;
+  std::vector<std::pair<std::shared_ptr<Waiter>, absl::StatusOr<std::string>>> completions_;
+  absl::Time next_tick_;
+
+  // The mailbox: filled by any thread, drained by the loop.
+  mutable absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<raftpb::Message> inbound_ ABSL_GUARDED_BY(mu_);
+  std::deque<PendingProposal> proposals_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<Waiter>> read_requests_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<uint64_t, bool>> snapshot_reports_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint64_t> unreachable_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_proposal_id_ ABSL_GUARDED_BY(mu_) = 0;
+  Info info_ ABSL_GUARDED_BY(mu_);  // published by the loop after each iteration
+  std::thread loop_;
+  std::once_flag stop_once_;
+};
+
+}  // namespace shoal::raft
+
+#endif  // SHOAL_RAFT_NODE_RAFT_NODE_H_
