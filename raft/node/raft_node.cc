@@ -148,17 +148,20 @@ void RaftNode::ReportSnapshot(uint64_t peer, bool failed) {
   snapshot_reports_.emplace_back(peer, failed);
 }
 
-std::shared_ptr<RaftNode::Waiter> RaftNode::Enqueue(PendingProposal p) {
+std::shared_ptr<RaftNode::Waiter> RaftNode::Enqueue(PendingProposal p, Callback done) {
   auto waiter = std::make_shared<Waiter>();
-  absl::MutexLock lock(&mu_);
-  if (stopping_) {
-    Finish(waiter, absl::CancelledError("raft node is stopping"));
-    return waiter;
+  waiter->callback = std::move(done);
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      p.id = (options_.id << 40) ^ ++next_proposal_id_;
+      if (p.kind == PendingProposal::Kind::kEntry) p.data = FrameEntry(p.id, p.data);
+      p.waiter = waiter;
+      proposals_.push_back(std::move(p));
+      return waiter;
+    }
   }
-  p.id = (options_.id << 40) ^ ++next_proposal_id_;
-  if (p.kind == PendingProposal::Kind::kEntry) p.data = FrameEntry(p.id, p.data);
-  p.waiter = waiter;
-  proposals_.push_back(std::move(p));
+  Finish(waiter, absl::CancelledError("raft node is stopping"));  // no lock: it may call back
   return waiter;
 }
 
@@ -167,10 +170,16 @@ void RaftNode::Complete(const std::shared_ptr<Waiter>& w, absl::StatusOr<std::st
 }
 
 void RaftNode::Finish(const std::shared_ptr<Waiter>& w, absl::StatusOr<std::string> result) {
-  absl::MutexLock lock(&w->mu);
-  if (w->done) return;
-  w->done = true;
-  w->result = std::move(result);
+  {
+    absl::MutexLock lock(&w->mu);
+    if (w->done) return;
+    w->done = true;
+    if (!w->callback) {
+      w->result = std::move(result);
+      return;
+    }
+  }
+  w->callback(std::move(result));
 }
 
 absl::StatusOr<std::string> RaftNode::Await(const std::shared_ptr<Waiter>& w, absl::Time deadline) {
@@ -190,15 +199,38 @@ absl::StatusOr<std::string> RaftNode::Propose(std::string data, absl::Time deadl
   return Await(Enqueue(std::move(p)), deadline);
 }
 
-absl::Status RaftNode::LinearizableRead(absl::Time deadline) {
-  auto waiter = std::make_shared<Waiter>();
+void RaftNode::ProposeAsync(std::string data, Callback done) {
+  PendingProposal p;
+  p.data = std::move(data);
+  Enqueue(std::move(p), std::move(done));
+}
+
+void RaftNode::EnqueueRead(std::shared_ptr<Waiter> waiter) {
+  absl::Status refused;
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_) return absl::CancelledError("raft node is stopping");
-    if (info_.leader == 0) return absl::UnavailableError("raft: no leader known; retry");
-    read_requests_.push_back(waiter);
+    if (stopping_) {
+      refused = absl::CancelledError("raft node is stopping");
+    } else if (info_.leader == 0) {
+      refused = absl::UnavailableError("raft: no leader known; retry");
+    } else {
+      read_requests_.push_back(std::move(waiter));
+      return;
+    }
   }
+  Finish(waiter, refused);
+}
+
+absl::Status RaftNode::LinearizableRead(absl::Time deadline) {
+  auto waiter = std::make_shared<Waiter>();
+  EnqueueRead(waiter);
   return Await(waiter, deadline).status();
+}
+
+void RaftNode::LinearizableReadAsync(Callback done) {
+  auto waiter = std::make_shared<Waiter>();
+  waiter->callback = std::move(done);
+  EnqueueRead(std::move(waiter));
 }
 
 absl::Status RaftNode::AddMember(const api::RaftMember& member, bool as_learner,
@@ -304,13 +336,15 @@ void RaftNode::Loop() {
   for (auto& [waiter, result] : completions_) Finish(waiter, std::move(result));
   completions_.clear();
   FailAll(absl::CancelledError("raft node is stopping"));
+  std::deque<PendingProposal> proposals;
+  std::vector<std::shared_ptr<Waiter>> reads;
   {
     absl::MutexLock lock(&mu_);
-    for (auto& p : proposals_) Finish(p.waiter, absl::CancelledError("raft node is stopping"));
-    for (auto& w : read_requests_) Finish(w, absl::CancelledError("raft node is stopping"));
-    proposals_.clear();
-    read_requests_.clear();
+    proposals.swap(proposals_);
+    reads.swap(read_requests_);
   }
+  for (auto& p : proposals) Finish(p.waiter, absl::CancelledError("raft node is stopping"));
+  for (auto& w : reads) Finish(w, absl::CancelledError("raft node is stopping"));
 }
 
 void RaftNode::Process(std::deque<raftpb::Message> inbound, std::deque<PendingProposal> proposals,

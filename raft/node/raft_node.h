@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -108,10 +109,18 @@ class RaftNode : public Handler {
   //   CANCELLED          the node is stopping
   absl::StatusOr<std::string> Propose(std::string data, absl::Time deadline);
 
+  // The same without blocking: `done` runs once, on the node's loop thread (keep it short), with
+  // the result or one of the errors above except DEADLINE_EXCEEDED (there is no deadline: the
+  // caller abandons the result if it stops caring).
+  using Callback = std::function<void(absl::StatusOr<std::string>)>;
+  void ProposeAsync(std::string data, Callback done);
+
   // Returns once this node's state machine reflects every write committed before the call
   // (Raft's ReadIndex, batched across concurrent callers). Then a read of the state machine is
   // linearizable. UNAVAILABLE without a leader; DEADLINE_EXCEEDED on timeout.
   absl::Status LinearizableRead(absl::Time deadline);
+  // The same without blocking: `done` runs on the loop thread once reading is safe (OK) or not.
+  void LinearizableReadAsync(Callback done);
 
   // Membership changes, one at a time, proposed on the leader (FAILED_PRECONDITION elsewhere,
   // naming the leader). They return once the change is applied here.
@@ -143,6 +152,7 @@ class RaftNode : public Handler {
  private:
   // A caller waiting for its entry (or its read) to be applied.
   struct Waiter {
+    Callback callback;  // set before the waiter is shared; if set, Finish() calls it
     absl::Mutex mu;
     bool done ABSL_GUARDED_BY(mu) = false;
     absl::StatusOr<std::string> result ABSL_GUARDED_BY(mu);
@@ -180,7 +190,8 @@ class RaftNode : public Handler {
   void UpdatePeers();
   void FailAll(const absl::Status& status);
   void ResolveReads(const std::vector<ReadState>& states);
-  std::shared_ptr<Waiter> Enqueue(PendingProposal p);
+  std::shared_ptr<Waiter> Enqueue(PendingProposal p, Callback done = nullptr);
+  void EnqueueRead(std::shared_ptr<Waiter> waiter);
   static absl::StatusOr<std::string> Await(const std::shared_ptr<Waiter>& w, absl::Time deadline);
   static void Finish(const std::shared_ptr<Waiter>& w, absl::StatusOr<std::string> result);
   // Loop thread: finishes `w` at the end of this iteration, after PublishInfo().

@@ -1,0 +1,80 @@
+// SnapshotFiles: the snapshot directory of the Raft storage, one sealed file per snapshot.
+//
+// Files are named <term>-<index>.snap (16 hex digits each) and hold
+//   ["SHOALSNP"][8-byte little-endian length of the rest][framed record (record.h)]
+// where the record is the whole serialized raftpb::Snapshot (data and metadata), sealed with
+// associated data naming the term and index, so a file renamed to another snapshot's name does
+// not open.
+//
+// A file appears under its final name only once complete and fsynced (write to <name>.tmp,
+// fsync, rename, fsync the directory), so a crash leaves either no file or a whole one, plus
+// perhaps a .tmp that Prune() removes. Which snapshot is current is recorded by DurableLog, not
+// by the directory listing.
+//
+// Thread-safety: none; owned and used by one DurableLog.
+#ifndef SHOAL_RAFT_STORAGE_SNAPSHOT_FILES_H_
+#define SHOAL_RAFT_STORAGE_SNAPSHOT_FILES_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "raft.pb.h"
+#include "raft/storage/record.h"
+
+namespace shoal::raft {
+
+struct SnapshotId {
+  uint64_t term = 0;
+  uint64_t index = 0;
+  bool operator==(const SnapshotId& o) const { return term == o.term && index == o.index; }
+};
+
+class SnapshotFiles {
+ public:
+  // Creates `dir` (mode 0700) if it is missing. `codec` is not owned and must outlive this.
+  static absl::StatusOr<std::unique_ptr<SnapshotFiles>> Open(const std::string& dir,
+                                                             const RecordCodec* codec);
+
+  // Writes `snapshot` durably under its final name; replaces a file of the same name.
+  absl::Status Write(const raftpb::Snapshot& snapshot);
+
+  // Reads and verifies a snapshot file. DATA_LOSS (naming the file) when it is truncated,
+  // corrupt, unopenable, or its contents are not the snapshot its name says; NOT_FOUND when
+  // there is no such file.
+  absl::StatusOr<raftpb::Snapshot> Read(const SnapshotId& id) const;
+
+  // The complete snapshot files present, by ascending index (then term).
+  absl::StatusOr<std::vector<SnapshotId>> List() const;
+
+  // Removes leftover .tmp files, snapshot files newer than `current` (written but never
+  // recorded: a SaveSnapshot interrupted by a crash), and all but the newest `keep` files at or
+  // before `current` (`current` itself is always kept). `current` = nullopt means no snapshot is
+  // recorded. Files with names it does not recognise are left alone.
+  absl::Status Prune(const std::optional<SnapshotId>& current, int keep);
+
+  std::string PathOf(const SnapshotId& id) const;
+  const std::string& dir() const { return dir_; }
+
+  static std::string FileName(const SnapshotId& id);
+  // The id a file name denotes, or nullopt for names that are not complete snapshot files.
+  static std::optional<SnapshotId> ParseFileName(const std::string& name);
+
+ private:
+  SnapshotFiles(std::string dir, const RecordCodec* codec) : dir_(std::move(dir)), codec_(codec) {}
+
+  std::string dir_;
+  const RecordCodec* codec_;
+};
+
+// Durability helpers shared by the storage: fsync a directory so that entries created, renamed
+// or removed in it survive a crash; create a directory with `mode` if it is missing.
+absl::Status FsyncDirectory(const std::string& dir);
+absl::Status EnsureDirectory(const std::string& dir, unsigned mode);
+
+}  // namespace shoal::raft
+
+#endif  // SHOAL_RAFT_STORAGE_SNAPSHOT_FILES_H_
