@@ -365,7 +365,18 @@ void RaftNode::Process(std::deque<raftpb::Message> inbound, std::deque<PendingPr
       spdlog::debug("raft {}: dropped message from {}: {}", options_.id, m.from(),
                     std::string(s.message()));
   }
-  for (PendingProposal& p : proposals) ProposeOne(p);
+  // Consecutive entries go to the core as one batch: one append, replicated in shared messages.
+  std::vector<PendingProposal*> batch;
+  for (PendingProposal& p : proposals) {
+    if (p.kind == PendingProposal::Kind::kEntry) {
+      batch.push_back(&p);
+      continue;
+    }
+    ProposeBatch(batch);
+    batch.clear();
+    ProposeOne(p);
+  }
+  ProposeBatch(batch);
 
   while (raw_->HasReady()) {
     Ready rd = raw_->GetReady();
@@ -395,6 +406,32 @@ void RaftNode::Process(std::deque<raftpb::Message> inbound, std::deque<PendingPr
     reads_by_ctx_.clear();
   }
   MaybeSnapshot();
+}
+
+void RaftNode::ProposeBatch(const std::vector<PendingProposal*>& batch) {
+  if (batch.empty()) return;
+  std::vector<std::string> data;
+  data.reserve(batch.size());
+  for (PendingProposal* p : batch) data.push_back(std::move(p->data));
+  const bool is_leader = raw_->raft().state() == StateType::kLeader;
+  absl::Status s = raw_->ProposeBatch(std::move(data));
+  if (!s.ok()) {
+    const absl::Status refused = absl::UnavailableError(
+        absl::StrCat("raft: proposal not accepted (", std::string(s.message()), "); retry"));
+    for (PendingProposal* p : batch) Finish(p->waiter, refused);
+    return;
+  }
+  // On the leader the entries took the last batch.size() indexes of the log.
+  const uint64_t first = is_leader ? raw_->raft().raft_log().LastIndex() - batch.size() + 1 : 0;
+  const uint64_t term = is_leader ? raw_->raft().term() : 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    InFlight f;
+    f.waiter = std::move(batch[i]->waiter);
+    f.index = is_leader ? first + i : 0;
+    f.term = term;
+    if (is_leader) leader_proposals_[f.index] = batch[i]->id;
+    in_flight_[batch[i]->id] = std::move(f);
+  }
 }
 
 void RaftNode::ProposeOne(PendingProposal& p) {
@@ -435,6 +472,7 @@ void RaftNode::ProposeOne(PendingProposal& p) {
     f.index = raw_->raft().raft_log().LastIndex();
     f.term = raw_->raft().term();
   }
+  if (is_leader) leader_proposals_[f.index] = p.id;
   in_flight_[p.id] = std::move(f);
 }
 
@@ -507,14 +545,13 @@ void RaftNode::ApplyEntries(const std::vector<raftpb::Entry>& entries) {
     applied_ = e.index();
     // Proposals made as leader whose index is now applied by someone else's entry were lost
     // in a leader change: tell their callers definitively.
-    for (auto it = in_flight_.begin(); it != in_flight_.end();) {
-      if (it->second.index != 0 && it->second.index <= applied_) {
-        Complete(it->second.waiter,
-                 absl::AbortedError("raft: the entry was discarded by a leader change; retry"));
-        in_flight_.erase(it++);
-      } else {
-        ++it;
-      }
+    while (!leader_proposals_.empty() && leader_proposals_.begin()->first <= applied_) {
+      auto it = in_flight_.find(leader_proposals_.begin()->second);
+      leader_proposals_.erase(leader_proposals_.begin());
+      if (it == in_flight_.end()) continue;  // already answered
+      Complete(it->second.waiter,
+               absl::AbortedError("raft: the entry was discarded by a leader change; retry"));
+      in_flight_.erase(it);
     }
   }
 }
@@ -538,12 +575,14 @@ void RaftNode::ApplyConfChange(const raftpb::Entry& entry) {
     members_[cc.node_id()] = m;
   }
   UpdatePeers();
-  // A conf change proposed here: its waiter is the in-flight entry with this index.
-  for (auto it = in_flight_.begin(); it != in_flight_.end(); ++it) {
-    if (it->second.index == entry.index() && it->second.term == entry.term()) {
+  // A conf change proposed here: its waiter is the in-flight entry with this index and term.
+  auto by_index = leader_proposals_.find(entry.index());
+  if (by_index != leader_proposals_.end()) {
+    auto it = in_flight_.find(by_index->second);
+    if (it != in_flight_.end() && it->second.term == entry.term()) {
       Complete(it->second.waiter, std::string());
       in_flight_.erase(it);
-      break;
+      leader_proposals_.erase(by_index);
     }
   }
   spdlog::info("raft {}: membership now {} voters, {} learners (after {} of {})", options_.id,
@@ -626,6 +665,7 @@ void RaftNode::ResolveReads(const std::vector<ReadState>& states) {
 void RaftNode::FailAll(const absl::Status& status) {
   for (auto& [id, f] : in_flight_) Finish(f.waiter, status);
   in_flight_.clear();
+  leader_proposals_.clear();
   for (auto& [ctx, waiters] : reads_by_ctx_) {
     for (auto& w : waiters) Finish(w, status);
   }

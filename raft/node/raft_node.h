@@ -181,6 +181,7 @@ class RaftNode : public Handler {
                std::vector<std::pair<uint64_t, bool>> snapshot_reports,
                std::vector<uint64_t> unreachable, int ticks);
   void ProposeOne(PendingProposal& p);
+  void ProposeBatch(const std::vector<PendingProposal*>& batch);
   absl::Status HandleReady(Ready& rd);
   absl::Status Persist(const Ready& rd);
   void ApplyEntries(const std::vector<raftpb::Entry>& entries);
@@ -214,6 +215,8 @@ class RaftNode : public Handler {
   std::map<uint64_t, api::RaftMember> members_;
   std::vector<uint64_t> removed_;
   absl::flat_hash_map<uint64_t, InFlight> in_flight_;  // by proposal ID
+  // Proposals made as leader, by log index → proposal ID: settled when their index is applied.
+  std::map<uint64_t, uint64_t> leader_proposals_;
   // Reads waiting for a ReadIndex answer (by request context) or for applied >= index.
   std::map<std::string, std::vector<std::shared_ptr<Waiter>>> reads_by_ctx_;
   std::multimap<uint64_t, std::shared_ptr<Waiter>> reads_by_index_;
