@@ -22,6 +22,7 @@
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "raft/node/raft_node.h"
+#include "raft/transport/deferred_handler.h"
 #include "raft/transport/transport.h"
 #include "raft/transport/transport_service.h"
 #include "spdlog/spdlog.h"
@@ -30,31 +31,6 @@ namespace {
 
 using shoal::kv::KvStore;
 using shoal::raft::RaftNode;
-
-// Forwards transport callbacks to the node, which is created after the server is listening.
-class LateHandler : public shoal::raft::Handler {
- public:
-  void Set(shoal::raft::Handler* h) {
-    absl::MutexLock lock(&mu_);
-    target_ = h;
-  }
-  void Receive(shoal::raftpb::Message m) override {
-    absl::MutexLock lock(&mu_);
-    if (target_) target_->Receive(std::move(m));
-  }
-  void ReportUnreachable(uint64_t peer) override {
-    absl::MutexLock lock(&mu_);
-    if (target_) target_->ReportUnreachable(peer);
-  }
-  void ReportSnapshot(uint64_t peer, bool failed) override {
-    absl::MutexLock lock(&mu_);
-    if (target_) target_->ReportSnapshot(peer, failed);
-  }
-
- private:
-  absl::Mutex mu_;
-  shoal::raft::Handler* target_ ABSL_GUARDED_BY(mu_) = nullptr;
-};
 
 grpc::Status ToGrpc(const absl::Status& s) {
   grpc::StatusCode code = grpc::StatusCode::UNKNOWN;
@@ -227,7 +203,7 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  LateHandler handler;
+  shoal::raft::DeferredHandler handler;  // the servers listen before the node exists
   shoal::raft::TransportService transport_service(id, &handler);
   grpc::ServerBuilder peer_builder;
   shoal::raft::TransportService::ConfigureServerBuilder(&peer_builder);

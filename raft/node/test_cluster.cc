@@ -66,23 +66,6 @@ uint64_t KvStateMachine::applies() const {
   return applies_;
 }
 
-void ForwardingHandler::Set(Handler* target) {
-  absl::MutexLock lock(&mu_);
-  target_ = target;
-}
-void ForwardingHandler::Receive(raftpb::Message m) {
-  absl::MutexLock lock(&mu_);
-  if (target_ != nullptr) target_->Receive(std::move(m));
-}
-void ForwardingHandler::ReportUnreachable(uint64_t peer) {
-  absl::MutexLock lock(&mu_);
-  if (target_ != nullptr) target_->ReportUnreachable(peer);
-}
-void ForwardingHandler::ReportSnapshot(uint64_t peer, bool failed) {
-  absl::MutexLock lock(&mu_);
-  if (target_ != nullptr) target_->ReportSnapshot(peer, failed);
-}
-
 TestCluster::TestCluster(RaftNodeOptions base) : base_(std::move(base)) {
   std::string tmpl = "/tmp/raft-node-test-XXXXXX";
   if (::mkdtemp(tmpl.data()) == nullptr) std::abort();

@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "raft/node/raft_node.h"
+#include "raft/transport/deferred_handler.h"
 #include "raft/transport/transport.h"
 #include "raft/transport/transport_service.h"
 
@@ -34,25 +35,12 @@ class KvStateMachine : public StateMachine {
   uint64_t applies_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-// Forwards transport callbacks to a node created after the server (whose port the node needs).
-class ForwardingHandler : public Handler {
- public:
-  void Set(Handler* target);
-  void Receive(raftpb::Message m) override;
-  void ReportUnreachable(uint64_t peer) override;
-  void ReportSnapshot(uint64_t peer, bool failed) override;
-
- private:
-  absl::Mutex mu_;
-  Handler* target_ ABSL_GUARDED_BY(mu_) = nullptr;
-};
-
 struct Member {
   uint64_t id = 0;
   std::string dir;
   std::string addr;
   int port = 0;
-  ForwardingHandler handler;
+  DeferredHandler handler;  // the server exists before the node
   std::unique_ptr<TransportService> service;
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<Transport> transport;
