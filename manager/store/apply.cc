@@ -1,0 +1,105 @@
+#include "manager/store/apply.h"
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace shoal::manager::store {
+namespace {
+
+absl::Status OutOfSequence(api::ObjectKind kind, const std::string& id, uint64_t stored,
+                           uint64_t read) {
+  return absl::AbortedError(absl::StrCat("update out of sequence: ", KindName(kind), " ", id,
+                                         " changed since it was read (version ", read, ", now ",
+                                         stored, "); re-read and retry"));
+}
+
+}  // namespace
+
+absl::Status ApplyProposal(api::StoreProposal& proposal, uint64_t index, uint64_t gen,
+                           Tables* tables, std::vector<Change>* changes) {
+  const google::protobuf::Timestamp& now = proposal.proposed_at();
+  const size_t first_change = changes->size();
+  for (api::StoreAction& action : *proposal.mutable_request()->mutable_actions()) {
+    api::StoreObject& object = *action.mutable_object();
+    const api::ObjectKind kind = KindOf(object);
+    const std::string id = IdOf(object);
+    if (absl::Status s = ValidateId(kind, id); !s.ok()) return s;
+    const ObjectPtr* current = tables->Get(kind, id);
+    switch (action.action()) {
+      case api::StoreAction::CREATE: {
+        if (current != nullptr) {
+          return absl::AlreadyExistsError(absl::StrCat(KindName(kind), " ", id, " already exists"));
+        }
+        api::Meta* meta = MutableMetaOf(&object);
+        meta->Clear();
+        meta->mutable_version()->set_index(index);
+        *meta->mutable_created_at() = now;
+        *meta->mutable_updated_at() = now;
+        auto created = std::make_shared<const api::StoreObject>(std::move(object));
+        tables->Put(created, gen);
+        changes->push_back(Change{api::StoreAction::CREATE, std::move(created), nullptr});
+        break;
+      }
+      case api::StoreAction::UPDATE: {
+        if (current == nullptr) {
+          return absl::NotFoundError(
+              absl::StrCat(KindName(kind), " ", id, " not found (removed since it was read?)"));
+        }
+        const api::Meta& old_meta = MetaOf(**current);
+        if (old_meta.version().index() != MetaOf(object).version().index()) {
+          return OutOfSequence(kind, id, old_meta.version().index(),
+                               MetaOf(object).version().index());
+        }
+        api::Meta* meta = MutableMetaOf(&object);
+        meta->Clear();
+        meta->mutable_version()->set_index(index);
+        *meta->mutable_created_at() = old_meta.created_at();
+        *meta->mutable_updated_at() = now;
+        ObjectPtr before = *current;
+        auto updated = std::make_shared<const api::StoreObject>(std::move(object));
+        tables->Put(updated, gen);
+        changes->push_back(Change{api::StoreAction::UPDATE, std::move(updated), std::move(before)});
+        break;
+      }
+      case api::StoreAction::REMOVE: {
+        if (current == nullptr) {
+          return absl::NotFoundError(
+              absl::StrCat(KindName(kind), " ", id, " not found (removed since it was read?)"));
+        }
+        const uint64_t stored = MetaOf(**current).version().index();
+        if (stored != MetaOf(object).version().index()) {
+          return OutOfSequence(kind, id, stored, MetaOf(object).version().index());
+        }
+        ObjectPtr before = *current;
+        tables->Remove(kind, id, gen);
+        changes->push_back(Change{api::StoreAction::REMOVE, std::move(before), nullptr});
+        break;
+      }
+      default:
+        return absl::InvalidArgumentError(absl::StrCat("store: unknown action ",
+                                                       static_cast<int>(action.action()), " on ",
+                                                       KindName(kind), " ", id));
+    }
+  }
+  // Names are checked once every action is in, so a transaction may rename objects in any order.
+  for (size_t i = first_change; i < changes->size(); ++i) {
+    const Change& c = (*changes)[i];
+    if (c.action == api::StoreAction::REMOVE) continue;
+    // Skip an object changed again later in this entry: its final state is checked there.
+    const ObjectPtr* final_state = tables->Get(KindOf(*c.object), IdOf(*c.object));
+    if (final_state == nullptr || final_state->get() != c.object.get()) continue;
+    if (const api::StoreObject* other = tables->NameConflict(*c.object)) {
+      const api::ObjectKind kind = KindOf(*c.object);
+      return absl::AlreadyExistsError(absl::StrCat(KindName(kind), " name \"", NameOf(*c.object),
+                                                   "\" is already in use by ", KindName(kind), " ",
+                                                   IdOf(*other)));
+    }
+  }
+  tables->version = index;
+  return absl::OkStatus();
+}
+
+}  // namespace shoal::manager::store
