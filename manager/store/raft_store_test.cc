@@ -3,6 +3,7 @@
 // any manager end up in every store, byte for byte; restarts and snapshot installs keep them so.
 // (Ticks of 20 ms keep elections quick; consensus itself is tested in raft/.)
 #include <stdlib.h>
+#include <algorithm>
 
 #include <atomic>
 #include <filesystem>
@@ -155,8 +156,14 @@ class StoreCluster {
     return 0;
   }
   // Every running manager applied what `id` has applied.
+  // Waits until every running manager applied what the most advanced one (at least `id`) had
+  // applied when called. (A node's published `applied` can trail its state machine by one loop
+  // iteration, so no single manager's figure is a safe target on its own.)
   bool WaitForCatchUp(uint64_t id, absl::Duration timeout = absl::Seconds(15)) {
-    const uint64_t target = manager(id).node->GetInfo().applied;
+    uint64_t target = manager(id).node->GetInfo().applied;
+    for (uint64_t other : running()) {
+      target = std::max(target, manager(other).node->GetInfo().applied);
+    }
     const absl::Time deadline = absl::Now() + timeout;
     while (absl::Now() < deadline) {
       bool all = true;
