@@ -391,6 +391,16 @@ bool Raft::HandleHigherTerm(const Message& m) {
   } else if (t == raftpb::MESSAGE_TYPE_APP || t == raftpb::MESSAGE_TYPE_HEARTBEAT ||
              t == raftpb::MESSAGE_TYPE_SNAP) {
     BecomeFollower(m.term(), m.from());
+  } else if (t == raftpb::MESSAGE_TYPE_VOTE && state_ == StateType::kFollower &&
+             !raft_log_->IsUpToDate(m.index(), m.log_term())) {
+    // A vote we are about to refuse (the candidate's log is behind ours) must not restart our
+    // election timer: otherwise a stale member with a fast clock, campaigning over and over,
+    // keeps every up-to-date member from ever timing out, and the cluster stays leaderless
+    // (found by raft/sim with pre-vote off). The Raft paper restarts the timer only when
+    // granting a vote. Adopt the term, keep the elapsed time.
+    const int elapsed = election_elapsed_;
+    BecomeFollower(m.term(), kNone);
+    election_elapsed_ = elapsed;
   } else {
     BecomeFollower(m.term(), kNone);
   }

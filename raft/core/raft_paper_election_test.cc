@@ -59,6 +59,34 @@ TEST(PaperElectionTest, RejectStaleTermMessage) {
   EXPECT_TRUE(r.TakeMessages().empty()) << "without check quorum/pre-vote, stale APPs get no reply";
 }
 
+// §5.2: a follower restarts its election timer when it grants a vote, not when it refuses one.
+// A refused higher-term vote (the candidate's log is behind) adopts the term but keeps the time
+// elapsed, so a stale member campaigning over and over cannot stop up-to-date members from ever
+// timing out (found by raft/sim with pre-vote off and skewed clocks).
+TEST(PaperElectionTest, RefusedVoteKeepsTheElectionTimerRunning) {
+  Peer p = NewPeer(1, {1, 2, 3});
+  Raft& r = *p.raft;
+  r.BecomeFollower(2, kNone);
+  r.raft_log().Append({Ent(1, 2, "x")});
+  r.set_election_elapsed(4);
+  Message vote = Msg(3, 1, kVote, 5);
+  vote.set_index(0);  // the candidate's log is empty: behind ours
+  vote.set_log_term(0);
+  ASSERT_TRUE(r.Step(vote).ok());
+  EXPECT_EQ(r.term(), 5u) << "the newer term is adopted";
+  EXPECT_EQ(r.vote(), kNone) << "the vote is refused";
+  EXPECT_EQ(r.election_elapsed(), 4) << "a refused vote must not restart the timer";
+
+  // A vote that is granted does restart it.
+  r.set_election_elapsed(4);
+  Message good = Msg(2, 1, kVote, 6);
+  good.set_index(1);
+  good.set_log_term(2);
+  ASSERT_TRUE(r.Step(good).ok());
+  EXPECT_EQ(r.vote(), 2u);
+  EXPECT_EQ(r.election_elapsed(), 0);
+}
+
 // §5.2: "When servers start up, they begin as followers."
 TEST(PaperElectionTest, StartAsFollower) {
   Peer p = NewPeer(1, {1, 2, 3});
