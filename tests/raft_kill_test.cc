@@ -8,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
@@ -124,6 +125,15 @@ TEST(RaftKillTest, EveryAcknowledgedWriteSurvivesRepeatedLeaderKills) {
     });
   }
 
+  // However the test ends (an ASSERT returns early), stop and join the writers first, so that
+  // the cluster and its directory are torn down normally.
+  absl::Cleanup join_writers = [&] {
+    stop = true;
+    for (auto& t : writers) {
+      if (t.joinable()) t.join();
+    }
+  };
+
   auto acked_count = [&] {
     absl::MutexLock lock(&mu);
     return acked.size();
@@ -145,8 +155,7 @@ TEST(RaftKillTest, EveryAcknowledgedWriteSurvivesRepeatedLeaderKills) {
   }
   const size_t before = acked_count();
   ASSERT_TRUE(WaitFor([&] { return acked_count() >= before + 200; }, absl::Seconds(30)));
-  stop = true;
-  for (auto& t : writers) t.join();
+  std::move(join_writers).Invoke();
 
   // Every member must hold every acknowledged write (a linearizable read on each).
   std::map<std::string, std::string> expected;
