@@ -1,6 +1,7 @@
 #include "raft/node/raft_node.h"
 
 #include <cstring>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "raft/core/raft.h"
@@ -76,6 +77,9 @@ absl::Status RaftNode::Init() {
 
   const bool fresh = loaded->snapshot.metadata().index() == 0 && loaded->entries.empty() &&
                      loaded->hard_state.term() == 0;
+  if (options_.force_new_cluster && !fresh) {
+    if (absl::Status s = ForceNewCluster(&*loaded); !s.ok()) return s;
+  }
   for (const api::RaftMember& m : options_.join_members) members_[m.raft_id()] = m;
   if (loaded->snapshot.metadata().index() != 0) {
     if (absl::Status s = storage_.ApplySnapshot(loaded->snapshot); !s.ok()) return s;
@@ -117,6 +121,70 @@ absl::Status RaftNode::Init() {
       "raft {}: started at term {}, commit {}, applied {}{}", options_.id,
       loaded->hard_state.term(), loaded->hard_state.commit(), applied_,
       fresh ? (options_.bootstrap_members.empty() ? " (new, joining)" : " (bootstrapped)") : "");
+  return absl::OkStatus();
+}
+
+absl::Status RaftNode::ForceNewCluster(LoadedState* loaded) {
+  const uint64_t commit = loaded->hard_state.commit();
+  std::vector<raftpb::Entry> kept;
+  for (raftpb::Entry& e : loaded->entries) {
+    if (e.index() <= commit) kept.push_back(std::move(e));
+  }
+  const size_t dropped = loaded->entries.size() - kept.size();
+  // The membership as of the last committed entry.
+  std::set<uint64_t> ids;
+  const raftpb::ConfState& cs = loaded->snapshot.metadata().conf_state();
+  ids.insert(cs.voters().begin(), cs.voters().end());
+  ids.insert(cs.learners().begin(), cs.learners().end());
+  for (const raftpb::Entry& e : kept) {
+    if (e.type() != raftpb::ENTRY_TYPE_CONF_CHANGE) continue;
+    raftpb::ConfChange cc;
+    if (!cc.ParseFromString(e.data())) {
+      return absl::DataLossError(absl::StrCat("unreadable conf change at index ", e.index()));
+    }
+    if (cc.type() == raftpb::CONF_CHANGE_TYPE_REMOVE_NODE) {
+      ids.erase(cc.node_id());
+    } else {
+      ids.insert(cc.node_id());
+    }
+  }
+  if (ids.count(options_.id) == 0) {
+    return absl::FailedPreconditionError(
+        "--force-new-cluster: this manager is not a member of the Raft group its log describes "
+        "(it was removed); it cannot restart the cluster alone");
+  }
+  uint64_t last_index = kept.empty() ? loaded->snapshot.metadata().index() : kept.back().index();
+  const uint64_t last_term = kept.empty() ? loaded->snapshot.metadata().term() : kept.back().term();
+  std::vector<raftpb::Entry> appended;
+  for (uint64_t id : ids) {
+    if (id == options_.id) continue;
+    raftpb::ConfChange cc;
+    cc.set_type(raftpb::CONF_CHANGE_TYPE_REMOVE_NODE);
+    cc.set_node_id(id);
+    raftpb::Entry e;
+    e.set_type(raftpb::ENTRY_TYPE_CONF_CHANGE);
+    e.set_term(last_term);
+    e.set_index(++last_index);
+    e.set_data(cc.SerializeAsString());
+    appended.push_back(std::move(e));
+  }
+  // An empty entry (the kind a new leader appends) so that the write below always replaces the
+  // uncommitted suffix, even when there is no other member to remove.
+  raftpb::Entry noop;
+  noop.set_term(last_term);
+  noop.set_index(++last_index);
+  appended.push_back(std::move(noop));
+  loaded->hard_state.set_commit(last_index);
+  // One synced write: the appended entries replace the uncommitted suffix (if any).
+  if (absl::Status s = durable_->Save(loaded->hard_state, appended, /*sync=*/true); !s.ok()) {
+    return s;
+  }
+  spdlog::warn(
+      "raft {}: forcing a new cluster: dropped {} uncommitted entries, removing {} other "
+      "members at indexes up to {}",
+      options_.id, dropped, appended.size(), last_index);
+  for (raftpb::Entry& e : appended) kept.push_back(std::move(e));
+  loaded->entries = std::move(kept);
   return absl::OkStatus();
 }
 
@@ -686,6 +754,13 @@ void RaftNode::PublishInfo() {
   info.snapshot_index = snapshot_index_;
   for (const auto& [id, m] : members_) info.members.push_back(m);
   info.conf_state = conf_state_;
+  info.last_index = r.raft_log().LastIndex();
+  if (r.state() == StateType::kLeader) {
+    for (const auto& [id, pr] : r.tracker().progress()) {
+      if (id == options_.id) continue;
+      info.progress[id] = Info::PeerProgress{pr.match(), pr.recent_active(), pr.is_learner()};
+    }
+  }
   absl::MutexLock lock(&mu_);
   info_ = std::move(info);
 }

@@ -84,6 +84,10 @@ struct RaftNodeOptions {
   // RaftMembership.Join answer), so that it can answer the leader before the log (or a
   // snapshot) teaches it the membership.
   std::vector<api::RaftMember> join_members;
+  // Disaster recovery (`swarm init --force-new-cluster`): on an existing log, drop the entries
+  // that were never committed and commit the removal of every other member, so that this member
+  // alone forms a quorum with all the committed data. Ignored for a brand-new log.
+  bool force_new_cluster = false;
 };
 
 class RaftNode : public Handler {
@@ -139,6 +143,15 @@ class RaftNode : public Handler {
     StateType state = StateType::kFollower;
     std::vector<api::RaftMember> members;
     raftpb::ConfState conf_state;
+    uint64_t last_index = 0;  // of this member's log
+    // On the leader only: each other member's replication progress (match index, and whether
+    // it was heard from within the last election timeout).
+    struct PeerProgress {
+      uint64_t match = 0;
+      bool recent_active = false;
+      bool learner = false;
+    };
+    std::map<uint64_t, PeerProgress> progress;
   };
   Info GetInfo() const;
   // Waits until a leader is known; returns its ID, or 0 at the deadline.
@@ -175,6 +188,8 @@ class RaftNode : public Handler {
 
   RaftNode(RaftNodeOptions options, StateMachine* sm, Transport* transport);
   absl::Status Init();
+  // force_new_cluster: rewrites the loaded log (and persists it) so only this member remains.
+  absl::Status ForceNewCluster(LoadedState* loaded);
   void Loop();
   // Runs one iteration's worth of inputs through the core and handles every Ready.
   void Process(std::deque<raftpb::Message> inbound, std::deque<PendingProposal> proposals,

@@ -129,6 +129,33 @@ TEST(RaftNodeTest, RestartRecoversStateFromDiskIncludingSnapshots) {
   }
 }
 
+TEST(RaftNodeTest, ForceNewClusterRestartsALoneSurvivorWithAllCommittedData) {
+  RaftNodeOptions o = FastOptions();
+  o.snapshot_interval = 20;
+  o.log_entries_for_slow_followers = 5;
+  TestCluster c(o);
+  c.Bootstrap(3);
+  ASSERT_NE(c.WaitForLeader(), 0u);
+  for (int i = 0; i < 30; ++i) ASSERT_TRUE(c.Put(absl::StrCat("k", i), absl::StrCat(i)).ok());
+  const uint64_t survivor = 2;
+  ASSERT_TRUE(c.WaitForApplied(c.node(c.WaitForLeader()).GetInfo().commit));
+  for (uint64_t id : c.ids()) c.StopMember(id);
+  // Members 1 and 3 are lost for good: 2 alone has no quorum unless forced.
+  c.RestartMemberAsNewCluster(survivor);
+  ASSERT_EQ(c.WaitForLeader(), survivor) << c.Describe();
+  const RaftNode::Info info = c.node(survivor).GetInfo();
+  EXPECT_EQ(info.conf_state.voters_size(), 1) << c.Describe();
+  EXPECT_EQ(info.members.size(), 1u);
+  ASSERT_TRUE(c.Put("after-recovery", "1").ok()) << c.Describe();
+  EXPECT_EQ(c.member(survivor).kv->size(), 31u);
+  EXPECT_EQ(c.member(survivor).kv->Get("k29"), "29");
+  // A plain restart afterwards stays a one-member cluster.
+  c.StopMember(survivor);
+  c.RestartMember(survivor);
+  ASSERT_EQ(c.WaitForLeader(), survivor) << c.Describe();
+  EXPECT_EQ(c.member(survivor).kv->Get("after-recovery"), "1");
+}
+
 TEST(RaftNodeTest, LaggingFollowerCatchesUpFromASnapshot) {
   RaftNodeOptions o = FastOptions();
   o.snapshot_interval = 10;

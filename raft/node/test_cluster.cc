@@ -80,7 +80,7 @@ TestCluster::~TestCluster() {
   std::filesystem::remove_all(root_, ec);
 }
 
-void TestCluster::StartMember(Member& m) {
+void TestCluster::StartMember(Member& m, bool force_new_cluster) {
   m.service = std::make_unique<TransportService>(m.id, &m.handler);
   grpc::ServerBuilder builder;
   TransportService::ConfigureServerBuilder(&builder);
@@ -102,6 +102,7 @@ void TestCluster::StartMember(Member& m) {
   opts.addr = m.addr;
   opts.dir = m.dir;
   opts.bootstrap_members = founders_;
+  opts.force_new_cluster = force_new_cluster;
   bool founder = false;
   for (const auto& f : founders_) founder = founder || f.raft_id() == m.id;
   if (!founder) {
@@ -168,6 +169,10 @@ void TestCluster::StopMember(uint64_t id) {
 }
 
 void TestCluster::RestartMember(uint64_t id) { StartMember(*members_.at(id)); }
+
+void TestCluster::RestartMemberAsNewCluster(uint64_t id) {
+  StartMember(*members_.at(id), /*force_new_cluster=*/true);
+}
 
 api::RaftMember TestCluster::Identity(uint64_t id) const {
   api::RaftMember r;

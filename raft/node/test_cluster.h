@@ -61,6 +61,8 @@ class TestCluster {
   uint64_t AddEmptyMember();
   void StopMember(uint64_t id);     // a clean stop (process exit)
   void RestartMember(uint64_t id);  // from its directory, on its old port
+  // Restarts a stopped member alone with RaftNodeOptions::force_new_cluster.
+  void RestartMemberAsNewCluster(uint64_t id);
 
   Member& member(uint64_t id) { return *members_.at(id); }
   RaftNode& node(uint64_t id) { return *members_.at(id)->node; }
@@ -78,7 +80,7 @@ class TestCluster {
                    absl::Duration timeout = absl::Seconds(10));
 
  private:
-  void StartMember(Member& m);
+  void StartMember(Member& m, bool force_new_cluster = false);
 
   RaftNodeOptions base_;
   std::string root_;

@@ -83,6 +83,9 @@ std::shared_ptr<grpc::Channel> Transport::NewChannel(const std::string& addr,
   // Snapshots get a TCP connection of their own so that megabytes of chunks never queue in
   // front of heartbeats.
   if (own_connection) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  if (!options_.tls_server_name.empty()) {
+    args.SetSslTargetNameOverride(options_.tls_server_name);
+  }
   return grpc::CreateCustomChannel(addr, options_.channel_credentials, args);
 }
 

@@ -55,6 +55,9 @@ class Transport {
   struct Options {
     uint64_t local_id = 0;  // This member's Raft ID; stamped nowhere, used for logs and checks.
     std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
+    // With TLS: the name every peer's certificate must carry (managers: "swarm-manager"),
+    // since peers are dialled by address. Empty: the address's host.
+    std::string tls_server_name;
     size_t max_queued_messages_per_peer = 4096;
     // Encoded size bound of one MessageBatch. A single larger message is still sent, alone; the
     // receiving server must accept it (TransportService::ConfigureServerBuilder).
