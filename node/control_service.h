@@ -1,15 +1,22 @@
-// ControlService: the gRPC Control API as served on a node's local unix socket.
+// ControlService: the gRPC Control API as served on a node's local unix socket — the operator's
+// path into the node (the socket's file mode is the access control, as with Docker's).
 //
-// Today it answers the local-daemon operations that need no swarm (GetInfo); the swarm and
-// cluster operations answer UNIMPLEMENTED until their capability lands, and never pretend to
-// succeed. Thread-safety: gRPC calls the handlers from its own threads; the service only reads
-// immutable NodeIdentity.
+// Local-daemon calls (GetInfo, InitSwarm, JoinSwarm, LeaveSwarm, UnlockSwarm) go to the node's
+// SwarmNode. Cluster calls go, in-process, to the manager role's ControlApi (docs/cluster.md:
+// writes reach the Raft leader through the store's proposals, reads are linearizable); on a node
+// that is not an active manager they fail with FAILED_PRECONDITION saying why. Calls whose
+// capability has not landed yet (services, networks, secrets, configs) answer UNIMPLEMENTED and
+// never pretend to succeed.
+//
+// Thread-safety: gRPC calls the handlers from its own threads; SwarmNode and ControlApi are
+// thread-safe.
 #ifndef SHOAL_NODE_CONTROL_SERVICE_H_
 #define SHOAL_NODE_CONTROL_SERVICE_H_
 
 #include <string>
 
-#include "control.grpc.pb.h"
+#include "node/swarm_node.h"
+#include "proto/control.grpc.pb.h"
 
 namespace shoal::node {
 
@@ -22,13 +29,48 @@ struct NodeIdentity {
 
 class ControlService final : public api::Control::Service {
  public:
-  explicit ControlService(NodeIdentity identity) : identity_(std::move(identity)) {}
+  ControlService(NodeIdentity identity, SwarmNode* swarm)
+      : identity_(std::move(identity)), swarm_(swarm) {}
 
-  grpc::Status GetInfo(grpc::ServerContext* context, const api::GetInfoRequest* request,
+  grpc::Status GetInfo(grpc::ServerContext*, const api::GetInfoRequest*,
                        api::GetInfoResponse* response) override;
+  grpc::Status InitSwarm(grpc::ServerContext*, const api::InitSwarmRequest* request,
+                         api::InitSwarmResponse* response) override;
+  grpc::Status JoinSwarm(grpc::ServerContext*, const api::JoinSwarmRequest* request,
+                         api::JoinSwarmResponse* response) override;
+  grpc::Status LeaveSwarm(grpc::ServerContext*, const api::LeaveSwarmRequest* request,
+                          api::LeaveSwarmResponse* response) override;
+  grpc::Status UnlockSwarm(grpc::ServerContext*, const api::UnlockSwarmRequest* request,
+                           api::UnlockSwarmResponse* response) override;
+
+  grpc::Status GetCluster(grpc::ServerContext*, const api::GetClusterRequest* request,
+                          api::GetClusterResponse* response) override;
+  grpc::Status UpdateCluster(grpc::ServerContext*, const api::UpdateClusterRequest* request,
+                             api::UpdateClusterResponse* response) override;
+  grpc::Status GetJoinTokens(grpc::ServerContext*, const api::GetJoinTokensRequest* request,
+                             api::GetJoinTokensResponse* response) override;
+  grpc::Status RotateJoinToken(grpc::ServerContext*, const api::RotateJoinTokenRequest* request,
+                               api::RotateJoinTokenResponse* response) override;
+  grpc::Status GetUnlockKey(grpc::ServerContext*, const api::GetUnlockKeyRequest* request,
+                            api::GetUnlockKeyResponse* response) override;
+  grpc::Status RotateUnlockKey(grpc::ServerContext*, const api::RotateUnlockKeyRequest* request,
+                               api::RotateUnlockKeyResponse* response) override;
+  grpc::Status GetNode(grpc::ServerContext*, const api::GetNodeRequest* request,
+                       api::GetNodeResponse* response) override;
+  grpc::Status ListNodes(grpc::ServerContext*, const api::ListNodesRequest* request,
+                         api::ListNodesResponse* response) override;
+  grpc::Status UpdateNode(grpc::ServerContext*, const api::UpdateNodeRequest* request,
+                          api::UpdateNodeResponse* response) override;
+  grpc::Status RemoveNode(grpc::ServerContext*, const api::RemoveNodeRequest* request,
+                          api::RemoveNodeResponse* response) override;
+  grpc::Status GetTask(grpc::ServerContext*, const api::GetTaskRequest* request,
+                       api::GetTaskResponse* response) override;
+  grpc::Status ListTasks(grpc::ServerContext*, const api::ListTasksRequest* request,
+                         api::ListTasksResponse* response) override;
 
  private:
   const NodeIdentity identity_;
+  SwarmNode* const swarm_;
 };
 
 }  // namespace shoal::node

@@ -149,11 +149,18 @@ absl::Status Daemon::StartControlSocket() {
     ::unlink(path.c_str());  // Left behind by a daemon that crashed.
   }
 
+  SwarmNodeOptions so;
+  so.state_dir = state_dir_.path();
+  so.node_name = options_.node_name;
+  so.executor = options_.executor;
+  so.metrics = metrics_registry_.get();
+  swarm_ = SwarmNode::Open(so);
   control_ = std::make_unique<ControlService>(NodeIdentity{
-      .node_name = options_.node_name,
-      .executor = options_.executor,
-      .state_dir = state_dir_.path(),
-  });
+                                                  .node_name = options_.node_name,
+                                                  .executor = options_.executor,
+                                                  .state_dir = state_dir_.path(),
+                                              },
+                                              swarm_.get());
   grpc::ServerBuilder builder;
   int selected_port = 0;
   builder.AddListeningPort("unix://" + path, grpc::InsecureServerCredentials(), &selected_port);
@@ -181,6 +188,7 @@ void Daemon::Shutdown() {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     ::unlink(options_.socket_path.c_str());
   }
+  if (swarm_ != nullptr) swarm_->Shutdown();
   metrics_exposer_.reset();
   spdlog::info("stopped");
   absl::MutexLock lock(&mu_);

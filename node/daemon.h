@@ -19,6 +19,7 @@
 #include "grpcpp/grpcpp.h"
 #include "node/control_service.h"
 #include "node/state_dir.h"
+#include "node/swarm_node.h"
 
 namespace prometheus {
 class Exposer;
@@ -60,6 +61,7 @@ class Daemon {
 
   const DaemonOptions options_;
   StateDir state_dir_;
+  std::unique_ptr<SwarmNode> swarm_;
   std::unique_ptr<ControlService> control_;
   std::unique_ptr<grpc::Server> server_;
   std::shared_ptr<prometheus::Registry> metrics_registry_;

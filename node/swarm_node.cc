@@ -1,0 +1,975 @@
+#include "node/swarm_node.h"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/sysinfo.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "agent/renewer.h"
+#include "agent/session.h"
+#include "common/files.h"
+#include "common/ids.h"
+#include "common/version.h"
+#include "google/protobuf/util/time_util.h"
+#include "manager/ca/ca_common.h"
+#include "manager/cluster_object.h"
+#include "manager/controlapi/control_api.h"
+#include "nlohmann/json.hpp"
+#include "pki/grpc_tls.h"
+#include "pki/join_bootstrap.h"
+#include "pki/join_token.h"
+#include "pki/keys.h"
+#include "pki/root_ca.h"
+#include "pki/unlock_key.h"
+#include "proto/ca.grpc.pb.h"
+#include "spdlog/spdlog.h"
+
+namespace shoal::node {
+namespace {
+
+constexpr char kNodeStateFile[] = "node-state.json";
+constexpr int kDefaultPort = 2377;
+constexpr absl::Duration kJoinTimeout = absl::Seconds(30);
+
+grpc::Status Error(grpc::StatusCode code, const std::string& message) {
+  return grpc::Status(code, message);
+}
+
+grpc::Status ToGrpc(const absl::Status& s) { return pki::ToGrpcStatus(s); }
+
+std::chrono::system_clock::time_point Deadline(absl::Duration d) {
+  return absl::ToChronoTime(absl::Now() + d);
+}
+
+// "host:port" split; the port may be missing (then 0).
+bool SplitHostPort(const std::string& addr, std::string* host, int* port) {
+  *port = 0;
+  if (addr.empty()) return false;
+  if (addr[0] == '[') {
+    const size_t close = addr.find(']');
+    if (close == std::string::npos) return false;
+    *host = addr.substr(1, close - 1);
+    if (close + 1 == addr.size()) return true;
+    if (addr[close + 1] != ':') return false;
+    return absl::SimpleAtoi(addr.substr(close + 2), port) && *port > 0 && *port < 65536;
+  }
+  const size_t colon = addr.rfind(':');
+  if (colon == std::string::npos || addr.find(':') != colon) {
+    *host = addr;
+    return true;
+  }
+  *host = addr.substr(0, colon);
+  return absl::SimpleAtoi(addr.substr(colon + 1), port) && *port > 0 && *port < 65536;
+}
+
+std::string JoinHostPort(const std::string& host, int port) {
+  if (host.find(':') != std::string::npos) return absl::StrCat("[", host, "]:", port);
+  return absl::StrCat(host, ":", port);
+}
+
+// The IPv4 address of the only non-loopback interface that has one, as Docker infers the
+// advertise address.
+absl::StatusOr<std::string> InferAdvertiseIp() {
+  struct ifaddrs* ifs = nullptr;
+  if (::getifaddrs(&ifs) != 0) return absl::InternalError("cannot list network interfaces");
+  std::vector<std::string> found;
+  for (struct ifaddrs* i = ifs; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET) continue;
+    if ((i->ifa_flags & IFF_LOOPBACK) != 0 || (i->ifa_flags & IFF_UP) == 0) continue;
+    char buf[INET_ADDRSTRLEN];
+    auto* sin = reinterpret_cast<struct sockaddr_in*>(i->ifa_addr);
+    ::inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof(buf));
+    found.push_back(absl::StrCat(buf, " on ", i->ifa_name));
+  }
+  ::freeifaddrs(ifs);
+  if (found.size() == 1) return found[0].substr(0, found[0].find(' '));
+  if (found.empty()) {
+    return absl::InvalidArgumentError(
+        "could not find an address to advertise: this host has no non-loopback IPv4 address; "
+        "specify one with --advertise-addr");
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "could not choose an IP address to advertise since this system has multiple addresses (",
+      absl::StrJoin(found, ", "), "); specify one with --advertise-addr"));
+}
+
+// Fills in the defaults Docker uses: listen 0.0.0.0:2377; advertise = the listen address's host
+// if it is specific, else the inferred IP; the advertise port defaults to the listen port.
+absl::Status ResolveAddresses(const std::string& listen_in, const std::string& advertise_in,
+                              std::string* listen_out, std::string* advertise_out) {
+  std::string lhost = "0.0.0.0";
+  int lport = kDefaultPort;
+  if (!listen_in.empty()) {
+    if (!SplitHostPort(listen_in, &lhost, &lport)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "invalid --listen-addr \"", listen_in, "\": use HOST:PORT, e.g. 0.0.0.0:2377"));
+    }
+    if (lhost.empty()) lhost = "0.0.0.0";
+    if (lport == 0) lport = kDefaultPort;
+  }
+  *listen_out = JoinHostPort(lhost, lport);
+  std::string ahost;
+  int aport = 0;
+  if (!advertise_in.empty()) {
+    if (!SplitHostPort(advertise_in, &ahost, &aport) || ahost.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "invalid --advertise-addr \"", advertise_in, "\": use IP[:PORT], e.g. 192.0.2.10:2377"));
+    }
+  } else if (lhost != "0.0.0.0" && lhost != "::") {
+    ahost = lhost;
+  } else {
+    absl::StatusOr<std::string> ip = InferAdvertiseIp();
+    if (!ip.ok()) return ip.status();
+    ahost = *ip;
+  }
+  if (aport == 0) aport = lport;
+  *advertise_out = JoinHostPort(ahost, aport);
+  return absl::OkStatus();
+}
+
+std::string Arch() {
+  struct utsname u;
+  if (::uname(&u) != 0) return "";
+  const std::string m = u.machine;
+  if (m == "x86_64") return "amd64";
+  if (m == "aarch64") return "arm64";
+  return m;
+}
+
+std::string NewestKey(const api::Cluster& cluster) {
+  const api::EncryptionKey* newest = nullptr;
+  for (const api::EncryptionKey& k : cluster.unlock_keys()) {
+    if (newest == nullptr || k.lamport_time() > newest->lamport_time()) newest = &k;
+  }
+  return newest == nullptr ? "" : newest->key();
+}
+
+void SetDuration(google::protobuf::Duration* d, absl::Duration v) {
+  *d = google::protobuf::util::TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(v));
+}
+
+absl::Duration FromProto(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+absl::StatusOr<pki::NodeIdentity> IdentityOf(const std::string& cert_pem) {
+  absl::StatusOr<pki::X509Ptr> cert =
+      pki::ParseCertificate(cert_pem, "node certificate", /*allow_more=*/true);
+  if (!cert.ok()) return cert.status();
+  return pki::ParseIdentity(cert->get());
+}
+
+}  // namespace
+
+SwarmNode::SwarmNode(SwarmNodeOptions options)
+    : options_(std::move(options)),
+      clock_(options_.clock != nullptr ? options_.clock : &RealClock()),
+      cert_store_(options_.state_dir) {}
+
+std::unique_ptr<SwarmNode> SwarmNode::Open(SwarmNodeOptions options) {
+  std::unique_ptr<SwarmNode> node(new SwarmNode(std::move(options)));
+  node->Resume();
+  node->background_ = std::thread([n = node.get()] { n->BackgroundLoop(); });
+  return node;
+}
+
+SwarmNode::~SwarmNode() { Shutdown(); }
+
+void SwarmNode::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutting_down_) return;
+    shutting_down_ = true;
+  }
+  if (background_.joinable()) background_.join();
+  absl::MutexLock op(&op_mu_);
+  StopRoles();
+}
+
+// --- Restart -----------------------------------------------------------------------------------
+
+void SwarmNode::Resume() {
+  absl::MutexLock op(&op_mu_);
+  absl::StatusOr<bool> exists = cert_store_.Exists();
+  if (!exists.ok() || !*exists) return;  // never joined: INACTIVE
+  absl::StatusOr<std::string> state_json =
+      ReadFile(absl::StrCat(options_.state_dir, "/", kNodeStateFile));
+  {
+    absl::MutexLock lock(&mu_);
+    if (state_json.ok()) {
+      nlohmann::json j = nlohmann::json::parse(*state_json, nullptr, /*allow_exceptions=*/false);
+      if (j.is_object()) {
+        node_state_.listen_addr = j.value("listen_addr", "");
+        node_state_.advertise_addr = j.value("advertise_addr", "");
+        node_state_.managers = j.value("managers", std::vector<std::string>{});
+      }
+    }
+  }
+  absl::StatusOr<bool> wrapped = cert_store_.KeyIsWrapped();
+  if (wrapped.ok() && *wrapped) {
+    absl::MutexLock lock(&mu_);
+    state_ = State::kLocked;
+    spdlog::warn("this node's swarm keys are locked (autolock): run `shoal swarm unlock`");
+    return;
+  }
+  absl::StatusOr<pki::NodeCertificates> certs = cert_store_.Load();
+  absl::Status s = certs.status();
+  if (s.ok()) {
+    s = StartRoles(*certs, "", manager::ManagerOptions::Mode::kRestart, {}, nullptr, nullptr);
+  }
+  if (!s.ok()) {
+    spdlog::error("cannot resume swarm membership: {}", s.ToString());
+    absl::MutexLock lock(&mu_);
+    state_ = State::kError;
+    error_ = std::string(s.message());
+  }
+}
+
+// --- Roles -------------------------------------------------------------------------------------
+
+absl::Status SwarmNode::StartRoles(const pki::NodeCertificates& certs, const std::string& kek,
+                                   manager::ManagerOptions::Mode mode,
+                                   const std::vector<std::string>& join_addrs,
+                                   const api::Cluster* initial_cluster,
+                                   const api::Node* initial_node) {
+  absl::StatusOr<pki::NodeIdentity> id = IdentityOf(certs.cert_pem);
+  if (!id.ok()) return id.status();
+  {
+    absl::MutexLock lock(&mu_);
+    certs_ = certs;
+    identity_ = *id;
+    kek_ = kek;
+    state_ = State::kPending;
+  }
+  if (id->role == pki::Role::kManager) {
+    if (absl::Status s =
+            StartManager(certs, kek, mode, join_addrs, initial_cluster, initial_node);
+        !s.ok()) {
+      return s;
+    }
+  }
+  StartAgent();
+  absl::MutexLock lock(&mu_);
+  state_ = State::kActive;
+  error_.clear();
+  return absl::OkStatus();
+}
+
+absl::Status SwarmNode::StartManager(const pki::NodeCertificates& certs, const std::string& kek,
+                                     manager::ManagerOptions::Mode mode,
+                                     const std::vector<std::string>& join_addrs,
+                                     const api::Cluster* initial_cluster,
+                                     const api::Node* initial_node) {
+  manager::ManagerOptions mo;
+  mo.mode = mode;
+  mo.state_dir = options_.state_dir;
+  {
+    absl::MutexLock lock(&mu_);
+    mo.node_id = identity_.node_id;
+    mo.cluster_id = identity_.cluster_id;
+    mo.listen_addr = node_state_.listen_addr;
+    mo.advertise_addr = node_state_.advertise_addr;
+  }
+  if (mo.listen_addr.empty() || mo.advertise_addr.empty()) {
+    return absl::FailedPreconditionError(
+        "this node is a manager but its addresses are not recorded (node-state.json is "
+        "missing); leave the swarm with `shoal swarm leave --force` and join again");
+  }
+  mo.certs = certs;
+  mo.kek = kek;
+  mo.join_addrs = join_addrs;
+  if (initial_cluster != nullptr) mo.initial_cluster = *initial_cluster;
+  if (initial_node != nullptr) mo.initial_node = *initial_node;
+  mo.clock = clock_;
+  mo.metrics = options_.metrics;
+  mo.on_kek_change = [this](const std::string& k) { OnKekChange(k); };
+  absl::StatusOr<std::unique_ptr<manager::Manager>> m = manager::Manager::Start(std::move(mo));
+  if (!m.ok()) return m.status();
+  absl::MutexLock lock(&mu_);
+  manager_ = std::shared_ptr<manager::Manager>(std::move(*m));
+  return absl::OkStatus();
+}
+
+void SwarmNode::StartAgent() {
+  agent::SessionOptions so;
+  {
+    absl::MutexLock lock(&mu_);
+    // A manager talks to its own dispatcher port first (it is the leader's, or it redirects).
+    if (manager_ != nullptr) so.managers.push_back(node_state_.advertise_addr);
+    for (const std::string& m : node_state_.managers) {
+      if (std::find(so.managers.begin(), so.managers.end(), m) == so.managers.end()) {
+        so.managers.push_back(m);
+      }
+    }
+  }
+  so.credentials = [this]() -> std::shared_ptr<grpc::ChannelCredentials> {
+    pki::NodeCertificates certs;
+    {
+      absl::MutexLock lock(&mu_);
+      certs = certs_;
+    }
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> c =
+        pki::ChannelCredentials(pki::TlsIdentity{certs.cert_pem, certs.key_pem}, certs.root_ca_pem);
+    return c.ok() ? *c : nullptr;
+  };
+  so.description = Describe();
+  so.clock = clock_;
+  std::unique_ptr<agent::Session> session = agent::Session::Start(
+      std::move(so), [this](const api::SessionMessage& m) { OnSessionMessage(m); });
+  absl::MutexLock lock(&mu_);
+  session_ = std::move(session);
+}
+
+void SwarmNode::StopRoles() {
+  std::unique_ptr<agent::Session> session;
+  std::shared_ptr<manager::Manager> manager;
+  {
+    absl::MutexLock lock(&mu_);
+    session = std::move(session_);
+    manager = std::move(manager_);
+  }
+  session.reset();
+  if (manager != nullptr) manager->Stop();
+}
+
+api::NodeDescription SwarmNode::Describe() const {
+  api::NodeDescription d;
+  d.set_hostname(options_.node_name);
+  d.mutable_platform()->set_os("linux");
+  d.mutable_platform()->set_architecture(Arch());
+  const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+  d.mutable_resources()->set_nano_cpus(static_cast<int64_t>(cpus > 0 ? cpus : 1) * 1000000000);
+  struct sysinfo si;
+  if (::sysinfo(&si) == 0) {
+    d.mutable_resources()->set_memory_bytes(static_cast<int64_t>(si.totalram) * si.mem_unit);
+  }
+  d.mutable_engine()->set_engine_version(absl::StrCat("shoald ", kVersion, " (", options_.executor,
+                                                      ")"));
+  absl::MutexLock lock(&mu_);
+  d.mutable_tls_info()->set_trust_root(certs_.root_ca_pem);
+  return d;
+}
+
+absl::Status SwarmNode::SaveNodeState() {
+  nlohmann::json j;
+  {
+    absl::MutexLock lock(&mu_);
+    j["listen_addr"] = node_state_.listen_addr;
+    j["advertise_addr"] = node_state_.advertise_addr;
+    j["managers"] = node_state_.managers;
+  }
+  return WriteFileAtomic(absl::StrCat(options_.state_dir, "/", kNodeStateFile), j.dump(2) + "\n",
+                         0600);
+}
+
+absl::Status SwarmNode::WipeSwarmState() {
+  std::error_code ec;
+  for (const char* name : {"certificates", "raft", "worker"}) {
+    std::filesystem::remove_all(absl::StrCat(options_.state_dir, "/", name), ec);
+    if (ec) {
+      return absl::InternalError(absl::StrCat("cannot remove ", options_.state_dir, "/", name,
+                                              ": ", ec.message()));
+    }
+  }
+  std::filesystem::remove(absl::StrCat(options_.state_dir, "/", kNodeStateFile), ec);
+  absl::MutexLock lock(&mu_);
+  node_state_ = NodeState{};
+  certs_ = pki::NodeCertificates{};
+  identity_ = pki::NodeIdentity{};
+  kek_.clear();
+  session_managers_.clear();
+  return absl::OkStatus();
+}
+
+// --- Info --------------------------------------------------------------------------------------
+
+grpc::Status SwarmNode::GetInfo(api::GetInfoResponse* r) {
+  std::shared_ptr<manager::Manager> manager;
+  {
+    absl::MutexLock lock(&mu_);
+    switch (state_) {
+      case State::kInactive:
+        r->set_local_node_state(api::GetInfoResponse::INACTIVE);
+        break;
+      case State::kPending:
+        r->set_local_node_state(api::GetInfoResponse::PENDING);
+        break;
+      case State::kActive:
+        r->set_local_node_state(api::GetInfoResponse::ACTIVE);
+        break;
+      case State::kLocked:
+        r->set_local_node_state(api::GetInfoResponse::LOCKED);
+        break;
+      case State::kError:
+        r->set_local_node_state(api::GetInfoResponse::ERROR);
+        r->set_error(error_);
+        break;
+    }
+    r->set_node_id(identity_.node_id);
+    r->set_cluster_id(identity_.cluster_id);
+    std::string host;
+    int port = 0;
+    if (SplitHostPort(node_state_.advertise_addr, &host, &port)) r->set_node_addr(host);
+    const std::vector<std::string>& known =
+        session_managers_.empty() ? node_state_.managers : session_managers_;
+    for (const std::string& addr : known) r->add_remote_managers()->set_addr(addr);
+    manager = manager_;
+  }
+  if (manager != nullptr && r->local_node_state() == api::GetInfoResponse::ACTIVE) {
+    r->set_control_available(true);
+    r->clear_remote_managers();
+    for (const manager::ManagerMember& m : manager->Members()) {
+      api::Peer* p = r->add_remote_managers();
+      p->set_node_id(m.node_id);
+      p->set_addr(m.addr);
+    }
+    manager->store().View([&](const manager::store::ReadTx& tx) {
+      r->set_nodes(static_cast<uint32_t>(tx.Count<api::Node>()));
+      uint32_t managers = 0;
+      for (const api::Node* n : tx.List<api::Node>()) {
+        if (n->role() == api::NODE_ROLE_MANAGER) ++managers;
+      }
+      r->set_managers(managers);
+      if (const api::Cluster* c = manager::FindCluster(tx); c != nullptr) {
+        r->set_autolock(c->spec().encryption_config().auto_lock_managers());
+        *r->mutable_cluster() = manager::RedactCluster(*c);
+      }
+    });
+  }
+  return grpc::Status::OK;
+}
+
+// --- Init --------------------------------------------------------------------------------------
+
+grpc::Status SwarmNode::Init(const api::InitSwarmRequest& req, api::InitSwarmResponse* resp) {
+  absl::MutexLock op(&op_mu_);
+  State state;
+  {
+    absl::MutexLock lock(&mu_);
+    state = state_;
+  }
+  if (req.force_new_cluster()) {
+    if (state == State::kLocked) {
+      return Error(grpc::StatusCode::FAILED_PRECONDITION,
+                   "this node is locked: unlock it with `shoal swarm unlock` first");
+    }
+    std::shared_ptr<manager::Manager> running;
+    {
+      absl::MutexLock lock(&mu_);
+      running = manager_;
+    }
+    absl::StatusOr<pki::NodeCertificates> certs = cert_store_.Load();
+    if (!certs.ok() || !FileExists(absl::StrCat(options_.state_dir, "/raft/member.pb"))) {
+      return Error(grpc::StatusCode::FAILED_PRECONDITION,
+                   "--force-new-cluster needs this node's manager state (it restarts the swarm "
+                   "from it), but this node was never a manager; use `shoal swarm init` without "
+                   "--force-new-cluster");
+    }
+    std::string kek;
+    {
+      absl::MutexLock lock(&mu_);
+      kek = kek_;
+    }
+    StopRoles();
+    absl::Status s = StartRoles(*certs, kek, manager::ManagerOptions::Mode::kForceNewCluster, {},
+                                nullptr, nullptr);
+    if (!s.ok()) return ToGrpc(s);
+    absl::MutexLock lock(&mu_);
+    resp->set_node_id(identity_.node_id);
+    resp->set_cluster_id(identity_.cluster_id);
+    resp->set_manager_addr(node_state_.advertise_addr);
+    return grpc::Status::OK;
+  }
+  if (state != State::kInactive) {
+    return Error(grpc::StatusCode::FAILED_PRECONDITION,
+                 "this node is already part of a swarm; use `shoal swarm leave` to leave it "
+                 "before creating or joining another one");
+  }
+
+  NodeState ns;
+  if (absl::Status s = ResolveAddresses(req.listen_addr(), req.advertise_addr(), &ns.listen_addr,
+                                        &ns.advertise_addr);
+      !s.ok()) {
+    return ToGrpc(s);
+  }
+  const api::ClusterSpec& in = req.spec();
+  absl::Duration cert_expiry = pki::RootCA::kDefaultNodeValidity;
+  if (in.ca_config().has_node_cert_expiry()) {
+    cert_expiry = FromProto(in.ca_config().node_cert_expiry());
+    if (cert_expiry < pki::RootCA::kMinNodeValidity) {
+      return Error(grpc::StatusCode::INVALID_ARGUMENT,
+                   "--cert-expiry must be at least 1h (node certificates shorter than an hour "
+                   "would expire before they renew)");
+    }
+  }
+  const absl::Time now = clock_->Now();
+  const std::string cluster_id = NewId();
+  const std::string node_id = NewId();
+  absl::StatusOr<pki::RootCA> root = pki::RootCA::Create(now);
+  if (!root.ok()) return ToGrpc(root.status());
+  absl::StatusOr<pki::KeyAndCsr> kc = pki::GenerateKeyAndCsr();
+  if (!kc.ok()) return ToGrpc(kc.status());
+  absl::StatusOr<std::string> cert = root->IssueNodeCertificate(
+      kc->csr_pem, node_id, pki::Role::kManager, cluster_id, cert_expiry, now);
+  if (!cert.ok()) return ToGrpc(cert.status());
+
+  const bool autolock = in.encryption_config().auto_lock_managers();
+  const std::string kek = autolock ? pki::GenerateUnlockKeyBytes() : "";
+
+  api::Cluster cluster;
+  cluster.set_id(cluster_id);
+  api::ClusterSpec* spec = cluster.mutable_spec();
+  *spec = in;
+  spec->mutable_annotations()->set_name(manager::kDefaultClusterName);
+  if (!in.has_orchestration()) spec->mutable_orchestration()->set_task_history_retention_limit(5);
+  if (spec->raft().snapshot_interval() == 0) spec->mutable_raft()->set_snapshot_interval(10000);
+  if (spec->raft().log_entries_for_slow_followers() == 0) {
+    spec->mutable_raft()->set_log_entries_for_slow_followers(500);
+  }
+  if (spec->raft().heartbeat_tick() == 0) spec->mutable_raft()->set_heartbeat_tick(1);
+  if (spec->raft().election_tick() == 0) spec->mutable_raft()->set_election_tick(5);
+  if (!spec->dispatcher().has_heartbeat_period()) {
+    SetDuration(spec->mutable_dispatcher()->mutable_heartbeat_period(), absl::Seconds(5));
+  }
+  SetDuration(spec->mutable_ca_config()->mutable_node_cert_expiry(), cert_expiry);
+  api::RootCA* rca = cluster.mutable_root_ca();
+  rca->set_ca_cert(root->cert_pem());
+  rca->set_ca_key(root->key_pem());
+  const std::string digest = root->Digest();
+  rca->set_ca_cert_hash(manager::CaCertHash(digest));
+  rca->mutable_join_tokens()->set_worker(pki::GenerateJoinToken(digest));
+  rca->mutable_join_tokens()->set_manager(pki::GenerateJoinToken(digest));
+  if (autolock) {
+    api::EncryptionKey* k = cluster.add_unlock_keys();
+    k->set_subsystem("manager:unlock");
+    k->set_key(kek);
+    k->set_lamport_time(1);
+    cluster.set_encryption_key_lamport_clock(2);
+  } else {
+    cluster.set_encryption_key_lamport_clock(1);
+  }
+  for (const std::string& pool : req.default_addr_pool()) cluster.add_default_address_pool(pool);
+  if (cluster.default_address_pool().empty()) cluster.add_default_address_pool("10.0.0.0/8");
+  cluster.set_subnet_size(req.subnet_size() != 0 ? req.subnet_size() : 24);
+  cluster.set_vxlan_udp_port(req.data_path_port() != 0 ? req.data_path_port() : 4789);
+
+  api::Node node;
+  node.set_id(node_id);
+  node.mutable_spec()->set_membership(api::NodeSpec::ACCEPTED);
+  node.mutable_spec()->set_desired_role(api::NODE_ROLE_MANAGER);
+  node.mutable_spec()->set_availability(req.availability());
+  node.set_role(api::NODE_ROLE_MANAGER);
+  *node.mutable_description() = Describe();
+  api::Certificate* c = node.mutable_certificate();
+  c->set_role(api::NODE_ROLE_MANAGER);
+  c->set_csr(kc->csr_pem);
+  c->set_cn(node_id);
+  c->mutable_status()->set_state(api::IssuanceStatus::ISSUED);
+  c->set_certificate(*cert);
+
+  pki::NodeCertificates certs{root->cert_pem(), *cert, kc->key_pem};
+  if (absl::Status s = cert_store_.Save(certs, kek); !s.ok()) return ToGrpc(s);
+  {
+    absl::MutexLock lock(&mu_);
+    node_state_ = ns;
+  }
+  if (absl::Status s = SaveNodeState(); !s.ok()) return ToGrpc(s);
+  absl::Status s =
+      StartRoles(certs, kek, manager::ManagerOptions::Mode::kInit, {}, &cluster, &node);
+  if (!s.ok()) {
+    StopRoles();
+    (void)WipeSwarmState();
+    absl::MutexLock lock(&mu_);
+    state_ = State::kInactive;
+    return ToGrpc(s);
+  }
+  resp->set_node_id(node_id);
+  resp->set_cluster_id(cluster_id);
+  *resp->mutable_join_tokens() = rca->join_tokens();
+  resp->set_manager_addr(ns.advertise_addr);
+  if (autolock) resp->set_unlock_key(pki::FormatUnlockKey(kek));
+  spdlog::info("swarm {} initialised; this node {} is its first manager at {}", cluster_id,
+               node_id, ns.advertise_addr);
+  return grpc::Status::OK;
+}
+
+// --- Join --------------------------------------------------------------------------------------
+
+grpc::Status SwarmNode::Join(const api::JoinSwarmRequest& req, api::JoinSwarmResponse* resp) {
+  absl::MutexLock op(&op_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (state_ != State::kInactive) {
+      return Error(grpc::StatusCode::FAILED_PRECONDITION,
+                   "this node is already part of a swarm; use `shoal swarm leave` to leave it "
+                   "before joining another one");
+    }
+  }
+  if (req.remote_addrs().empty()) {
+    return Error(grpc::StatusCode::INVALID_ARGUMENT,
+                 "no manager address given: `shoal swarm join --token TOKEN HOST:PORT`");
+  }
+  absl::StatusOr<pki::JoinToken> token = pki::ParseJoinToken(req.join_token());
+  if (!token.ok()) return ToGrpc(token.status());
+
+  std::string remote;
+  std::string errors;
+  absl::StatusOr<pki::PinnedManager> pinned = absl::UnavailableError("no manager tried");
+  for (std::string addr : req.remote_addrs()) {
+    std::string host;
+    int port = 0;
+    if (!SplitHostPort(addr, &host, &port) || host.empty()) {
+      return Error(grpc::StatusCode::INVALID_ARGUMENT,
+                   absl::StrCat("invalid manager address \"", addr, "\": use HOST:PORT"));
+    }
+    if (port == 0) addr = JoinHostPort(host, kDefaultPort);
+    pinned = pki::DialManagerPinned(addr, req.join_token(), absl::Seconds(10));
+    if (pinned.ok()) {
+      remote = addr;
+      break;
+    }
+    if (pinned.status().code() == absl::StatusCode::kUnauthenticated) return ToGrpc(pinned.status());
+    absl::StrAppend(&errors, errors.empty() ? "" : "; ", pinned.status().message());
+  }
+  if (!pinned.ok()) {
+    return Error(grpc::StatusCode::UNAVAILABLE,
+                 absl::StrCat("cannot reach a manager to join: ", errors));
+  }
+
+  absl::StatusOr<pki::KeyAndCsr> kc = pki::GenerateKeyAndCsr();
+  if (!kc.ok()) return ToGrpc(kc.status());
+  auto ca = api::NodeCA::NewStub(pinned->channel);
+  api::IssueNodeCertificateRequest ireq;
+  ireq.set_csr(kc->csr_pem);
+  ireq.set_token(req.join_token());
+  ireq.set_availability(req.availability());
+  api::IssueNodeCertificateResponse iresp;
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline(kJoinTimeout));
+    grpc::Status s = ca->IssueNodeCertificate(&ctx, ireq, &iresp);
+    if (!s.ok()) return s;
+  }
+  api::NodeCertificateStatusResponse sresp;
+  const absl::Time give_up = absl::Now() + kJoinTimeout;
+  for (;;) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline(absl::Seconds(10)));
+    api::NodeCertificateStatusRequest sreq;
+    sreq.set_node_id(iresp.node_id());
+    grpc::Status s = ca->NodeCertificateStatus(&ctx, sreq, &sresp);
+    if (!s.ok()) return s;
+    if (sresp.status().state() == api::IssuanceStatus::ISSUED) break;
+    if (sresp.status().state() == api::IssuanceStatus::FAILED) {
+      return Error(grpc::StatusCode::INTERNAL,
+                   absl::StrCat("the swarm's CA refused this node's certificate: ",
+                                sresp.status().err()));
+    }
+    if (absl::Now() >= give_up) {
+      return Error(grpc::StatusCode::DEADLINE_EXCEEDED,
+                   "timed out waiting for the swarm's CA to issue this node's certificate");
+    }
+  }
+  pki::NodeCertificates certs{pinned->root_ca_pem, sresp.certificate().certificate(),
+                              kc->key_pem};
+  absl::StatusOr<pki::NodeIdentity> id = IdentityOf(certs.cert_pem);
+  if (!id.ok()) return ToGrpc(id.status());
+
+  NodeState ns;
+  ns.managers.push_back(remote);
+  std::string kek;
+  if (id->role == pki::Role::kManager) {
+    if (absl::Status s = ResolveAddresses(req.listen_addr(), req.advertise_addr(), &ns.listen_addr,
+                                          &ns.advertise_addr);
+        !s.ok()) {
+      return ToGrpc(s);
+    }
+    // An autolocked swarm keeps every manager's keys wrapped: learn the unlock key now.
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds = pki::ChannelCredentials(
+        pki::TlsIdentity{certs.cert_pem, certs.key_pem}, certs.root_ca_pem);
+    if (!creds.ok()) return ToGrpc(creds.status());
+    auto mca = api::CA::NewStub(
+        grpc::CreateCustomChannel(remote, *creds, pki::ManagerChannelArguments()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline(absl::Seconds(10)));
+    api::GetManagerUnlockKeyResponse kresp;
+    grpc::Status s = mca->GetManagerUnlockKey(&ctx, api::GetManagerUnlockKeyRequest{}, &kresp);
+    if (!s.ok()) return s;
+    kek = kresp.unlock_key();
+  } else if (!req.advertise_addr().empty() || !req.listen_addr().empty()) {
+    // Kept for a later promotion; a worker does not listen.
+    (void)ResolveAddresses(req.listen_addr(), req.advertise_addr(), &ns.listen_addr,
+                           &ns.advertise_addr);
+  }
+  if (absl::Status s = cert_store_.Save(certs, kek); !s.ok()) return ToGrpc(s);
+  {
+    absl::MutexLock lock(&mu_);
+    node_state_ = ns;
+  }
+  if (absl::Status s = SaveNodeState(); !s.ok()) return ToGrpc(s);
+  absl::Status s =
+      StartRoles(certs, kek, manager::ManagerOptions::Mode::kJoin, {remote}, nullptr, nullptr);
+  if (!s.ok()) {
+    StopRoles();
+    (void)WipeSwarmState();
+    absl::MutexLock lock(&mu_);
+    state_ = State::kInactive;
+    return ToGrpc(s);
+  }
+  resp->set_node_id(id->node_id);
+  resp->set_cluster_id(id->cluster_id);
+  resp->set_role(id->role == pki::Role::kManager ? api::NODE_ROLE_MANAGER : api::NODE_ROLE_WORKER);
+  spdlog::info("joined swarm {} as {} {} through {}", id->cluster_id, pki::RoleName(id->role),
+               id->node_id, remote);
+  return grpc::Status::OK;
+}
+
+// --- Leave and unlock --------------------------------------------------------------------------
+
+grpc::Status SwarmNode::Leave(const api::LeaveSwarmRequest& req) {
+  absl::MutexLock op(&op_mu_);
+  State state;
+  std::shared_ptr<manager::Manager> manager;
+  {
+    absl::MutexLock lock(&mu_);
+    state = state_;
+    manager = manager_;
+  }
+  if (state == State::kInactive) {
+    return Error(grpc::StatusCode::FAILED_PRECONDITION, "this node is not part of a swarm");
+  }
+  if (state == State::kLocked && !req.force()) {
+    return Error(grpc::StatusCode::FAILED_PRECONDITION,
+                 "this node is locked; unlock it with `shoal swarm unlock` first, or use "
+                 "--force to leave anyway (its manager state is then lost)");
+  }
+  if (manager != nullptr && !req.force()) {
+    const std::vector<manager::ManagerMember> members = manager->Members();
+    const std::string detail =
+        members.size() <= 1
+            ? "it is the last manager: leaving erases the swarm's whole state"
+            : absl::StrCat("removing it leaves ", members.size() - 1, " managers out of ",
+                           members.size());
+    return Error(grpc::StatusCode::FAILED_PRECONDITION,
+                 absl::StrCat("this node is a swarm manager (", detail,
+                              "); demote it first with `shoal node demote ", manager->local_node_id(),
+                              "` on a manager and then leave, or use `--force` to leave anyway"));
+  }
+  if (manager != nullptr && manager->Members().size() > 1) {
+    // Best effort: take this manager out of Raft so the others keep their quorum arithmetic.
+    absl::Status s = manager->RemoveMember(manager->local_raft_id(), absl::Now() + absl::Seconds(10));
+    if (!s.ok()) spdlog::warn("leaving: could not remove this manager from Raft: {}", s.ToString());
+  }
+  StopRoles();
+  if (absl::Status s = WipeSwarmState(); !s.ok()) return ToGrpc(s);
+  absl::MutexLock lock(&mu_);
+  state_ = State::kInactive;
+  error_.clear();
+  spdlog::info("left the swarm");
+  return grpc::Status::OK;
+}
+
+grpc::Status SwarmNode::Unlock(const api::UnlockSwarmRequest& req) {
+  absl::MutexLock op(&op_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (state_ != State::kLocked) {
+      return Error(grpc::StatusCode::FAILED_PRECONDITION, "this node is not locked");
+    }
+  }
+  absl::StatusOr<std::string> kek = pki::ParseUnlockKey(req.unlock_key());
+  if (!kek.ok()) return ToGrpc(kek.status());
+  absl::StatusOr<pki::NodeCertificates> certs = cert_store_.Load(*kek);
+  if (!certs.ok()) {
+    if (certs.status().code() == absl::StatusCode::kInvalidArgument) {
+      return Error(grpc::StatusCode::INVALID_ARGUMENT,
+                   "invalid unlock key: it does not decrypt this node's keys; use the key "
+                   "printed by `shoal swarm init --autolock` or the latest `shoal swarm "
+                   "unlock-key` on an unlocked manager");
+    }
+    return ToGrpc(certs.status());
+  }
+  absl::Status s =
+      StartRoles(*certs, *kek, manager::ManagerOptions::Mode::kRestart, {}, nullptr, nullptr);
+  if (!s.ok()) {
+    StopRoles();
+    absl::MutexLock lock(&mu_);
+    state_ = State::kLocked;
+    return ToGrpc(s);
+  }
+  spdlog::info("swarm unlocked");
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<std::shared_ptr<manager::Manager>> SwarmNode::ManagerForControl() {
+  absl::MutexLock lock(&mu_);
+  switch (state_) {
+    case State::kInactive:
+      return absl::FailedPreconditionError(
+          "this node is not a swarm manager: it is not part of a swarm; create one with `shoal "
+          "swarm init` or join one with `shoal swarm join`");
+    case State::kLocked:
+      return absl::FailedPreconditionError(
+          "this swarm manager is locked; unlock it with `shoal swarm unlock`");
+    case State::kPending:
+      return absl::UnavailableError("this node is still joining the swarm; retry shortly");
+    case State::kError:
+      return absl::FailedPreconditionError(absl::StrCat("this node is in error: ", error_));
+    case State::kActive:
+      break;
+  }
+  if (manager_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "this node is not a swarm manager. Worker nodes can't be used to view or modify cluster "
+        "state. Run this command on a manager node or promote this node to a manager");
+  }
+  return manager_;
+}
+
+// --- Session, renewal and role changes ---------------------------------------------------------
+
+void SwarmNode::OnSessionMessage(const api::SessionMessage& message) {
+  std::vector<std::string> managers;
+  for (const api::WeightedPeer& p : message.managers()) managers.push_back(p.peer().addr());
+  bool changed = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!managers.empty() && managers != node_state_.managers) {
+      node_state_.managers = managers;
+      changed = true;
+    }
+    session_managers_ = managers;
+    pending_node_ = message.node();
+  }
+  if (changed) (void)SaveNodeState();
+}
+
+void SwarmNode::BackgroundLoop() {
+  for (;;) {
+    std::optional<api::Node> node;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return shutting_down_ || pending_node_.has_value();
+      };
+      mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(30));
+      if (shutting_down_) return;
+      node.swap(pending_node_);
+    }
+    if (!node.has_value()) {
+      // Periodic: time-based renewal is checked against the certificate's dates.
+      api::Node none;
+      absl::MutexLock lock(&mu_);
+      if (state_ != State::kActive) continue;
+      none.set_role(identity_.role == pki::Role::kManager ? api::NODE_ROLE_MANAGER
+                                                           : api::NODE_ROLE_WORKER);
+      node = none;
+    }
+    MaybeRenew(*node);
+  }
+}
+
+void SwarmNode::MaybeRenew(const api::Node& node) {
+  absl::MutexLock op(&op_mu_);
+  pki::NodeIdentity id;
+  pki::NodeCertificates certs;
+  std::string kek;
+  std::vector<std::string> managers;
+  {
+    absl::MutexLock lock(&mu_);
+    if (state_ != State::kActive || shutting_down_) return;
+    id = identity_;
+    certs = certs_;
+    kek = kek_;
+    managers = session_managers_.empty() ? node_state_.managers : session_managers_;
+  }
+  const bool by_session = agent::RenewalScheduler::NeedsRenewal(node, id);
+  const bool by_time = clock_->Now() >= id.not_before + (id.not_after - id.not_before) * 0.7;
+  if (!by_session && !by_time) return;
+  absl::StatusOr<pki::NodeCertificates> renewed = absl::UnavailableError("no manager known");
+  for (const std::string& addr : managers) {
+    renewed = agent::RenewCertificate(addr, pki::TlsIdentity{certs.cert_pem, certs.key_pem},
+                                      certs.root_ca_pem, absl::Seconds(20));
+    if (renewed.ok()) break;
+  }
+  if (!renewed.ok()) {
+    spdlog::warn("certificate renewal failed: {}", renewed.status().ToString());
+    return;
+  }
+  absl::StatusOr<pki::NodeIdentity> new_id = IdentityOf(renewed->cert_pem);
+  if (!new_id.ok()) {
+    spdlog::warn("renewed certificate unusable: {}", new_id.status().ToString());
+    return;
+  }
+  if (absl::Status s = cert_store_.Save(*renewed, new_id->role == pki::Role::kManager ? kek : "");
+      !s.ok()) {
+    spdlog::error("cannot store the renewed certificate: {}", s.ToString());
+    return;
+  }
+  spdlog::info("certificate renewed: {} {} valid until {}", pki::RoleName(new_id->role),
+               new_id->node_id, absl::FormatTime(new_id->not_after));
+  if (new_id->role == id.role) {
+    {
+      absl::MutexLock lock(&mu_);
+      certs_ = *renewed;
+      identity_ = *new_id;
+    }
+    // A running manager keeps serving with the old certificate until it restarts; both are
+    // valid, so nothing is interrupted.
+    return;
+  }
+  // The role changed: restart the roles under the new certificate.
+  spdlog::info("this node's role changed to {}", pki::RoleName(new_id->role));
+  StopRoles();
+  if (new_id->role == pki::Role::kWorker) {
+    std::error_code ec;
+    std::filesystem::remove_all(absl::StrCat(options_.state_dir, "/raft"), ec);
+  } else {
+    absl::MutexLock lock(&mu_);
+    if (node_state_.listen_addr.empty()) {
+      std::string listen;
+      std::string advertise;
+      if (ResolveAddresses("", node_state_.advertise_addr, &listen, &advertise).ok()) {
+        node_state_.listen_addr = listen;
+        node_state_.advertise_addr = advertise;
+      }
+    }
+  }
+  (void)SaveNodeState();
+  absl::Status s = StartRoles(*renewed, new_id->role == pki::Role::kManager ? kek : "",
+                              manager::ManagerOptions::Mode::kJoin, managers, nullptr, nullptr);
+  if (!s.ok()) {
+    spdlog::error("cannot start the node's new role: {}", s.ToString());
+    absl::MutexLock lock(&mu_);
+    state_ = State::kError;
+    error_ = std::string(s.message());
+  }
+}
+
+void SwarmNode::OnKekChange(const std::string& new_kek) {
+  std::string old;
+  {
+    absl::MutexLock lock(&mu_);
+    old = kek_;
+  }
+  if (old == new_kek) return;
+  if (absl::Status s = cert_store_.ChangeKek(old, new_kek); !s.ok()) {
+    spdlog::error("cannot re-encrypt this node's key under the new unlock key: {}", s.ToString());
+    return;
+  }
+  absl::MutexLock lock(&mu_);
+  kek_ = new_kek;
+  spdlog::info("node key {} (autolock {})", new_kek.empty() ? "stored in the clear" : "re-wrapped",
+               new_kek.empty() ? "off" : "on");
+}
+
+}  // namespace shoal::node
