@@ -1,15 +1,22 @@
 #include "cli/app.h"
 
+#include <unistd.h>
+
+#include <iostream>
 #include <ostream>
 
 #include "CLI/CLI.hpp"
 #include "cli/context.h"
 #include "cli/info_command.h"
+#include "cli/node_command.h"
+#include "cli/swarm_command.h"
 
 namespace shoal::cli {
+namespace {
 
-int Run(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
-  Context ctx(out, err);
+int RunWith(int argc, const char* const* argv, Context& ctx) {
+  std::ostream& out = ctx.out();
+  std::ostream& err = ctx.err();
   CLI::App app("shoal: run services on a swarm of Linux hosts", "shoal");
   app.require_subcommand(1);
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
@@ -20,6 +27,8 @@ int Run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
 
   AddInfoCommand(app, ctx);
   AddVersionCommand(app, ctx);
+  AddSwarmCommand(app, ctx);
+  AddNodeCommand(app, ctx);
 
   try {
     app.parse(argc, argv);
@@ -39,6 +48,18 @@ int Run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
     return e.exit_code;
   }
   return 0;
+}
+
+}  // namespace
+
+int Run(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  Context ctx(std::cin, out, err, ::isatty(STDIN_FILENO) == 1);
+  return RunWith(argc, argv, ctx);
+}
+
+int Run(int argc, const char* const* argv, std::istream& in, std::ostream& out, std::ostream& err) {
+  Context ctx(in, out, err, /*in_is_terminal=*/false);
+  return RunWith(argc, argv, ctx);
 }
 
 }  // namespace shoal::cli

@@ -7,8 +7,12 @@
 namespace shoal::cli {
 
 // Runs the CLI with the process's arguments; returns the exit status. Normal output goes to
-// `out`, errors to `err` ("Error: ..." with what to do about it).
+// `out`, errors to `err` ("Error: ..." with what to do about it). Input (`swarm unlock`'s key)
+// comes from the process's stdin.
 int Run(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
+
+// The same with input read from `in`, which is never treated as a terminal (for tests).
+int Run(int argc, const char* const* argv, std::istream& in, std::ostream& out, std::ostream& err);
 
 }  // namespace shoal::cli
 

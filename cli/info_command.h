@@ -13,7 +13,7 @@ void AddVersionCommand(CLI::App& app, Context& ctx);
 
 // `info --format json`'s document, built from the daemon's answer (Docker's shape: Name,
 // ServerVersion, Swarm{NodeID, ClusterID, LocalNodeState, ControlAvailable, Managers, Nodes,
-// RemoteManagers, Autolock, ...}).
+// RemoteManagers, Autolock, ..., and Cluster (ClusterJson) on a manager}).
 nlohmann::json InfoJson(const api::GetInfoResponse& info);
 
 }  // namespace shoal::cli

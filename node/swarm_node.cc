@@ -24,6 +24,8 @@
 #include "manager/cluster_object.h"
 #include "manager/controlapi/control_api.h"
 #include "nlohmann/json.hpp"
+#include "openssl/x509.h"
+#include "pki/ossl.h"
 #include "pki/grpc_tls.h"
 #include "pki/join_bootstrap.h"
 #include "pki/join_token.h"
@@ -159,6 +161,47 @@ void SetDuration(google::protobuf::Duration* d, absl::Duration v) {
 
 absl::Duration FromProto(const google::protobuf::Duration& d) {
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+std::string NameDer(X509_NAME* name) {
+  unsigned char* buf = nullptr;
+  const int len = i2d_X509_NAME(name, &buf);
+  if (len <= 0) return "";
+  std::string out(reinterpret_cast<char*>(buf), static_cast<size_t>(len));
+  OPENSSL_free(buf);
+  return out;
+}
+
+// What the managers track of a node's TLS state (root rotation progress): the roots it trusts
+// and who issued its certificate (subject and public key of the certificate that signed it,
+// found among its chain and its roots).
+api::NodeTLSInfo TlsInfoOf(const pki::NodeCertificates& certs) {
+  api::NodeTLSInfo info;
+  info.set_trust_root(certs.root_ca_pem);
+  absl::StatusOr<std::vector<pki::X509Ptr>> chain =
+      pki::ParseCertificates(certs.cert_pem, "node certificate");
+  if (!chain.ok() || chain->empty()) return info;
+  X509* leaf = (*chain)[0].get();
+  info.set_cert_issuer_subject(NameDer(X509_get_issuer_name(leaf)));
+  std::vector<X509*> candidates;
+  for (size_t i = 1; i < chain->size(); ++i) candidates.push_back((*chain)[i].get());
+  absl::StatusOr<std::vector<pki::X509Ptr>> roots =
+      pki::ParseCertificates(certs.root_ca_pem, "root CA certificate");
+  if (roots.ok()) {
+    for (const pki::X509Ptr& r : *roots) candidates.push_back(r.get());
+  }
+  for (X509* c : candidates) {
+    if (X509_NAME_cmp(X509_get_subject_name(c), X509_get_issuer_name(leaf)) != 0) continue;
+    if (X509_verify(leaf, X509_get0_pubkey(c)) != 1) continue;
+    unsigned char* buf = nullptr;
+    const int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(c), &buf);
+    if (len > 0) {
+      info.set_cert_issuer_public_key(std::string(reinterpret_cast<char*>(buf), len));
+      OPENSSL_free(buf);
+    }
+    break;
+  }
+  return info;
 }
 
 absl::StatusOr<pki::NodeIdentity> IdentityOf(const std::string& cert_pem) {
@@ -355,7 +398,7 @@ api::NodeDescription SwarmNode::Describe() const {
   d.mutable_engine()->set_engine_version(absl::StrCat("shoald ", kVersion, " (", options_.executor,
                                                       ")"));
   absl::MutexLock lock(&mu_);
-  d.mutable_tls_info()->set_trust_root(certs_.root_ca_pem);
+  *d.mutable_tls_info() = TlsInfoOf(certs_);
   return d;
 }
 
@@ -461,11 +504,6 @@ grpc::Status SwarmNode::Init(const api::InitSwarmRequest& req, api::InitSwarmRes
     if (state == State::kLocked) {
       return Error(grpc::StatusCode::FAILED_PRECONDITION,
                    "this node is locked: unlock it with `shoal swarm unlock` first");
-    }
-    std::shared_ptr<manager::Manager> running;
-    {
-      absl::MutexLock lock(&mu_);
-      running = manager_;
     }
     absl::StatusOr<pki::NodeCertificates> certs = cert_store_.Load();
     if (!certs.ok() || !FileExists(absl::StrCat(options_.state_dir, "/raft/member.pb"))) {
@@ -821,7 +859,9 @@ absl::StatusOr<std::shared_ptr<manager::Manager>> SwarmNode::ManagerForControl()
       return absl::FailedPreconditionError(
           "this swarm manager is locked; unlock it with `shoal swarm unlock`");
     case State::kPending:
-      return absl::UnavailableError("this node is still joining the swarm; retry shortly");
+      return absl::UnavailableError(
+          "this node is starting its swarm roles (joining, or reloading its certificates); "
+          "retry shortly");
     case State::kError:
       return absl::FailedPreconditionError(absl::StrCat("this node is in error: ", error_));
     case State::kActive:
@@ -849,6 +889,9 @@ void SwarmNode::OnSessionMessage(const api::SessionMessage& message) {
     }
     session_managers_ = managers;
     pending_node_ = message.node();
+    if (!message.root_ca().empty() && message.root_ca() != certs_.root_ca_pem) {
+      pending_root_ = message.root_ca();
+    }
   }
   if (changed) (void)SaveNodeState();
 }
@@ -856,15 +899,18 @@ void SwarmNode::OnSessionMessage(const api::SessionMessage& message) {
 void SwarmNode::BackgroundLoop() {
   for (;;) {
     std::optional<api::Node> node;
+    std::optional<std::string> roots;
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return shutting_down_ || pending_node_.has_value();
+        return shutting_down_ || pending_node_.has_value() || pending_root_.has_value();
       };
       mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(30));
       if (shutting_down_) return;
       node.swap(pending_node_);
+      roots.swap(pending_root_);
     }
+    if (roots.has_value()) AdoptRoots(*roots);
     if (!node.has_value()) {
       // Periodic: time-based renewal is checked against the certificate's dates.
       api::Node none;
@@ -923,8 +969,7 @@ void SwarmNode::MaybeRenew(const api::Node& node) {
       certs_ = *renewed;
       identity_ = *new_id;
     }
-    // A running manager keeps serving with the old certificate until it restarts; both are
-    // valid, so nothing is interrupted.
+    ReloadCredentials();
     return;
   }
   // The role changed: restart the roles under the new certificate.
@@ -949,6 +994,64 @@ void SwarmNode::MaybeRenew(const api::Node& node) {
                               manager::ManagerOptions::Mode::kJoin, managers, nullptr, nullptr);
   if (!s.ok()) {
     spdlog::error("cannot start the node's new role: {}", s.ToString());
+    absl::MutexLock lock(&mu_);
+    state_ = State::kError;
+    error_ = std::string(s.message());
+  }
+}
+
+void SwarmNode::AdoptRoots(const std::string& roots) {
+  absl::MutexLock op(&op_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (state_ != State::kActive || shutting_down_ || roots == certs_.root_ca_pem) return;
+  }
+  if (absl::Status s = cert_store_.SaveRootCA(roots); !s.ok()) {
+    spdlog::error("cannot store the swarm's new trust roots: {}", s.ToString());
+    return;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    certs_.root_ca_pem = roots;
+  }
+  spdlog::info("trust roots updated by the managers (root CA rotation)");
+  ReloadCredentials();
+}
+
+void SwarmNode::ReloadCredentials() {
+  // REQUIRES: op_mu_ held.
+  std::shared_ptr<manager::Manager> manager;
+  pki::NodeCertificates certs;
+  std::string kek;
+  {
+    absl::MutexLock lock(&mu_);
+    manager = manager_;
+    certs = certs_;
+    kek = kek_;
+  }
+  if (manager == nullptr) {
+    // A new session, so the managers also learn the node's new TLS state (its description).
+    std::unique_ptr<agent::Session> old;
+    {
+      absl::MutexLock lock(&mu_);
+      old = std::move(session_);
+    }
+    old.reset();
+    StartAgent();
+    return;
+  }
+  // The manager's server and Raft transport hold credentials built at start: restart the role
+  // (leadership is handed over first, so the swarm barely notices).
+  manager.reset();
+  {
+    absl::MutexLock lock(&mu_);
+    state_ = State::kPending;
+  }
+  StopRoles();
+  absl::Status s = StartRoles(certs, kek, manager::ManagerOptions::Mode::kRestart, {}, nullptr,
+                              nullptr);
+  if (!s.ok()) {
+    spdlog::error("cannot restart the manager role with the new certificates: {}", s.ToString());
     absl::MutexLock lock(&mu_);
     state_ = State::kError;
     error_ = std::string(s.message());

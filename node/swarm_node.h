@@ -105,6 +105,11 @@ class SwarmNode {
   void OnSessionMessage(const api::SessionMessage& message);
   void BackgroundLoop();
   void MaybeRenew(const api::Node& node);
+  // Adopts the trust roots the managers announce (a root CA rotation's progress).
+  void AdoptRoots(const std::string& roots);
+  // After new TLS material: a manager restarts its role (its server and Raft transport hold
+  // credentials), a worker reconnects its session.
+  void ReloadCredentials();
   void OnKekChange(const std::string& new_kek);
 
   const SwarmNodeOptions options_;
@@ -124,6 +129,7 @@ class SwarmNode {
   std::unique_ptr<agent::Session> session_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> session_managers_ ABSL_GUARDED_BY(mu_);
   std::optional<api::Node> pending_node_ ABSL_GUARDED_BY(mu_);  // newest, for the loop
+  std::optional<std::string> pending_root_ ABSL_GUARDED_BY(mu_);  // trust roots to adopt
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   std::thread background_;
 };
