@@ -507,15 +507,15 @@ TEST_F(SwarmTest, UnlockKeyRotationRewrapsAndTheOldKeyStopsWorking) {
   const size_t at = init_out_.find("SWMKEY-1-");
   ASSERT_NE(at, std::string::npos) << init_out_;
   const std::string old_key = init_out_.substr(at, init_out_.find_first_of(" \n", at) - at);
+  const std::string key_file = m.state_dir() + "/certificates/swarm-node.key";
+  const std::string before = ReadAll(key_file);
   CommandResult r = m.Cli({"swarm", "unlock-key", "--rotate", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string new_key = Trim(r.out);
   ASSERT_TRUE(absl::StartsWith(new_key, "SWMKEY-1-")) << r.out;
   ASSERT_NE(new_key, old_key);
   // The manager re-wraps its keys under the new key once it sees the rotation committed: wait
-  // until the old key no longer opens the key file.
-  const std::string key_file = m.state_dir() + "/certificates/swarm-node.key";
-  const std::string before = ReadAll(key_file);
+  // until the key file changed.
   ASSERT_TRUE(WaitFor([&] { return ReadAll(key_file) != before; }, kConverge,
                       absl::Milliseconds(100)));
   ASSERT_TRUE(m.Stop().ok());

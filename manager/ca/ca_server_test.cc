@@ -24,6 +24,7 @@
 #include "manager/fake_raft_control.h"
 #include "manager/store/direct_proposer.h"
 #include "manager/store/memory_store.h"
+#include "openssl/x509.h"
 #include "pki/grpc_tls.h"
 #include "pki/identity.h"
 #include "pki/join_bootstrap.h"
@@ -164,6 +165,28 @@ class CaServiceTest : public ::testing::Test {
 
   // Renews `node`'s certificate over mutual TLS with its current one; on success `node` holds
   // the new certificate and key.
+  // What a node's session reports once it uses a certificate issued by `root_pem`.
+  void ReportIssuer(const std::string& node_id, const std::string& root_pem) {
+    auto root = pki::ParseCertificate(root_pem, "root");
+    ASSERT_TRUE(root.ok());
+    unsigned char* buf = nullptr;
+    int len = i2d_X509_NAME(X509_get_subject_name(root->get()), &buf);
+    const std::string subject(reinterpret_cast<char*>(buf), len);
+    OPENSSL_free(buf);
+    buf = nullptr;
+    len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(root->get()), &buf);
+    const std::string key(reinterpret_cast<char*>(buf), len);
+    OPENSSL_free(buf);
+    ASSERT_TRUE(store_
+                    .Update([&](store::WriteTx& tx) -> absl::Status {
+                      api::Node n = *tx.Get<api::Node>(node_id);
+                      n.mutable_description()->mutable_tls_info()->set_cert_issuer_subject(subject);
+                      n.mutable_description()->mutable_tls_info()->set_cert_issuer_public_key(key);
+                      return tx.Update(std::move(n));
+                    })
+                    .ok());
+  }
+
   grpc::Status Renew(TestNode* node, std::string roots = "",
                      api::NodeRole asked_role = api::NODE_ROLE_WORKER) {
     auto kc = pki::GenerateKeyAndCsr();
@@ -546,9 +569,13 @@ TEST_F(CaServiceTest, RootRotationEndToEnd) {
   ASSERT_TRUE(reconciler.ReconcileOnce().ok());
   EXPECT_TRUE(GetCluster().root_ca().has_root_rotation());
 
-  // The manager renews too: every live node now holds a certificate from the new root.
+  // The manager renews too: every live node now holds a certificate from the new root...
   ASSERT_TRUE(Renew(&manager).ok());
   EXPECT_EQ(IdentityOf(manager.cert_pem).role, pki::Role::kManager);
+  // ...but the rotation only ends once the nodes report (in their sessions) that they use it.
+  ASSERT_TRUE(reconciler.ReconcileOnce().ok());
+  EXPECT_TRUE(GetCluster().root_ca().has_root_rotation());
+  for (const std::string& id : {worker.id, manager.id, late.id}) ReportIssuer(id, new_root);
   ASSERT_TRUE(reconciler.ReconcileOnce().ok());
 
   cluster = GetCluster();
@@ -593,6 +620,7 @@ TEST_F(CaServiceTest, RotationToAGivenRootRunsInTheLoop) {
            n->certificate().status().state() == api::IssuanceStatus::ROTATE;
   }));
   ASSERT_TRUE(Renew(&worker).ok());
+  ReportIssuer(worker.id, given.cert_pem());
   ASSERT_TRUE(WaitForStore([&](const store::ReadTx& tx) {
     const api::Cluster* c = FindCluster(tx);
     return !c->root_ca().has_root_rotation() && c->root_ca().ca_cert() == given.cert_pem();

@@ -1,5 +1,7 @@
 #include "manager/ca/rotation.h"
 
+#include "openssl/x509.h"
+
 #include <memory>
 #include <optional>
 #include <utility>
@@ -86,6 +88,29 @@ void CaRotationReconciler::Run() {
       if (restart) watcher_ = nullptr;
     }
   }
+}
+
+absl::StatusOr<CaRotationReconciler::RootIssuer> CaRotationReconciler::IssuerOfRoot(
+    const std::string& root_pem) {
+  absl::StatusOr<pki::X509Ptr> cert = pki::ParseCertificate(root_pem, "new root CA certificate");
+  if (!cert.ok()) return cert.status();
+  RootIssuer out;
+  unsigned char* buf = nullptr;
+  int len = i2d_X509_NAME(X509_get_subject_name(cert->get()), &buf);
+  if (len <= 0) return absl::InternalError("cannot encode the new root's subject");
+  out.subject.assign(reinterpret_cast<char*>(buf), static_cast<size_t>(len));
+  OPENSSL_free(buf);
+  buf = nullptr;
+  len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert->get()), &buf);
+  if (len <= 0) return absl::InternalError("cannot encode the new root's public key");
+  out.public_key.assign(reinterpret_cast<char*>(buf), static_cast<size_t>(len));
+  OPENSSL_free(buf);
+  return out;
+}
+
+bool CaRotationReconciler::ReportsIssuer(const api::NodeTLSInfo& tls, const RootIssuer& issuer) {
+  return tls.cert_issuer_subject() == issuer.subject &&
+         tls.cert_issuer_public_key() == issuer.public_key;
 }
 
 bool CaRotationReconciler::VerifiesAgainst(const std::string& node_id, const std::string& cert_pem,
@@ -196,6 +221,7 @@ absl::Status CaRotationReconciler::ReconcileOnce() {
     bool verified = false;
     api::IssuanceStatus::State cert_state = api::IssuanceStatus::UNKNOWN;
     std::string cert;
+    api::NodeTLSInfo tls;
   };
   std::vector<NodeState> nodes;
   std::string new_root;
@@ -211,19 +237,39 @@ absl::Status CaRotationReconciler::ReconcileOnce() {
       state.down = n->status().state() == api::NodeStatus::DOWN;
       state.cert_state = n->certificate().status().state();
       state.cert = n->certificate().certificate();
+      state.tls = n->description().tls_info();
       nodes.push_back(std::move(state));
     }
   });
   if (new_root.empty()) return absl::OkStatus();
+  absl::StatusOr<RootIssuer> issuer = IssuerOfRoot(new_root);
+  if (!issuer.ok()) return issuer.status();
   const absl::Time now = clock_->Now();
   std::vector<std::string> to_mark;
   bool done = true;
   for (NodeState& n : nodes) {
-    n.verified = n.cert_state == api::IssuanceStatus::ISSUED &&
-                 VerifiesAgainst(n.id, n.cert, new_root, cluster_id, now);
-    if (n.verified) continue;
+    const bool issued = n.cert_state == api::IssuanceStatus::ISSUED &&
+                        VerifiesAgainst(n.id, n.cert, new_root, cluster_id, now);
+    // The store says what the CA issued; only the node's own report (its session's description)
+    // says it received and uses it. A node that lost the answer to its renewal would otherwise be
+    // counted as rotated and then locked out when the old root is retired.
+    n.verified = issued && ReportsIssuer(n.tls, *issuer);
+    if (n.verified) {
+      absl::MutexLock lock(&cache_mu_);
+      unconfirmed_since_.erase(n.id);
+      continue;
+    }
     if (!n.down) done = false;
-    if (!RenewalUnderWay(n.cert_state)) to_mark.push_back(n.id);
+    if (issued) {
+      // Issued but not yet reported: give the node time to adopt it and reconnect, then ask it
+      // to renew again.
+      absl::MutexLock lock(&cache_mu_);
+      auto [it, inserted] = unconfirmed_since_.emplace(n.id, now);
+      if (inserted || now - it->second < kAdoptionGrace) continue;
+      it->second = now;
+    }
+    if (!issued && RenewalUnderWay(n.cert_state)) continue;
+    to_mark.push_back(n.id);
   }
 
   if (!to_mark.empty()) {
@@ -235,7 +281,8 @@ absl::Status CaRotationReconciler::ReconcileOnce() {
             return absl::OkStatus();
           }
           if (node->certificate().status().state() == api::IssuanceStatus::ISSUED &&
-              VerifiesAgainst(id, node->certificate().certificate(), new_root, cluster_id, now)) {
+              VerifiesAgainst(id, node->certificate().certificate(), new_root, cluster_id, now) &&
+              ReportsIssuer(node->description().tls_info(), *issuer)) {
             return absl::OkStatus();  // renewed meanwhile
           }
           api::Node updated = *node;
@@ -271,7 +318,8 @@ absl::Status CaRotationReconciler::ReconcileOnce() {
     for (const api::Node* n : tx.List<api::Node>()) {
       if (n->status().state() == api::NodeStatus::DOWN) continue;
       if (n->certificate().status().state() != api::IssuanceStatus::ISSUED ||
-          !VerifiesAgainst(n->id(), n->certificate().certificate(), new_root, cluster_id, now)) {
+          !VerifiesAgainst(n->id(), n->certificate().certificate(), new_root, cluster_id, now) ||
+          !ReportsIssuer(n->description().tls_info(), *issuer)) {
         return absl::OkStatus();
       }
     }
@@ -297,6 +345,7 @@ absl::Status CaRotationReconciler::ReconcileOnce() {
     spdlog::info("root CA rotation finished: every node holds a certificate from the new root");
     absl::MutexLock lock(&cache_mu_);
     verified_.clear();
+    unconfirmed_since_.clear();
   }
   return absl::OkStatus();
 }

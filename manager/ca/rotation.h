@@ -57,6 +57,15 @@ class CaRotationReconciler {
   absl::Status ReconcileOnce();
 
  private:
+  // How long a node may take to report (in its session) a certificate the CA issued it before
+  // it is asked to renew again.
+  static constexpr absl::Duration kAdoptionGrace = absl::Seconds(30);
+  struct RootIssuer {
+    std::string subject;     // DER
+    std::string public_key;  // DER SubjectPublicKeyInfo
+  };
+  static absl::StatusOr<RootIssuer> IssuerOfRoot(const std::string& root_pem);
+  static bool ReportsIssuer(const api::NodeTLSInfo& tls, const RootIssuer& issuer);
   void Run();
   absl::Status StartRotation(const api::Cluster& cluster);
   // Whether `cert_pem` verifies against `root_pem` (cached per node: passes repeat).
@@ -75,6 +84,8 @@ class CaRotationReconciler {
   absl::Mutex cache_mu_;
   // node ID -> (certificate PEM + root PEM) that verified.
   std::map<std::string, std::string> verified_ ABSL_GUARDED_BY(cache_mu_);
+  // node ID -> when its new certificate was first seen issued but not yet reported in use.
+  std::map<std::string, absl::Time> unconfirmed_since_ ABSL_GUARDED_BY(cache_mu_);
 };
 
 }  // namespace shoal::manager

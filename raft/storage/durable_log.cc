@@ -1,3 +1,5 @@
+#include <chrono>
+#include <iostream>
 #include "raft/storage/durable_log.h"
 
 #include <algorithm>
@@ -442,6 +444,126 @@ absl::Status DurableLog::SaveSnapshot(const raftpb::Snapshot& snapshot) {
     return absl::InvalidArgumentError("a snapshot needs a non-zero index");
   }
   return SaveReady(std::nullopt, {}, snapshot, /*sync=*/true);
+}
+
+absl::Status DurableLog::Reseal() {
+  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  auto t0 = std::chrono::steady_clock::now();
+  if (absl::Status s = ResealSnapshotFiles(); !s.ok()) return s;
+  auto t1 = std::chrono::steady_clock::now();
+  if (absl::Status s = ResealDatabase(); !s.ok()) return s;
+  auto t2 = std::chrono::steady_clock::now();
+  auto r = PurgeSupersededCopies();
+  auto t3 = std::chrono::steady_clock::now();
+  std::cerr << "TIMING snap " << (t1-t0).count()/1000 << "us db " << (t2-t1).count()/1000 << "us purge " << (t3-t2).count()/1000 << "us\n";
+  return r;
+}
+
+absl::Status DurableLog::ResealSnapshotFiles() {
+  // Leftovers (temp files, unrecorded newer files, surplus older ones) hold sealed bytes too:
+  // they go rather than being resealed.
+  std::optional<SnapshotId> current;
+  if (snapshot_.index != 0) current = snapshot_;
+  if (absl::Status s = snapshots_->Prune(current, options_.snapshots_to_keep); !s.ok()) return s;
+  absl::StatusOr<std::vector<SnapshotId>> ids = snapshots_->List();
+  if (!ids.ok()) return ids.status();
+  for (const SnapshotId& id : *ids) {
+    if (absl::Status s = snapshots_->Reseal(id); !s.ok()) {
+      if (current && id == *current) return s;
+      return absl::Status(
+          s.code(), absl::StrCat("cannot reseal the old snapshot file ", snapshots_->PathOf(id),
+                                 " (kept for manual recovery only; remove it if it is damaged "
+                                 "and retry): ",
+                                 s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DurableLog::WriteResealBatch(rocksdb::WriteBatch* batch) {
+  if (batch->Count() == 0) return absl::OkStatus();
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  rocksdb::Status s = db_->Write(wo, batch);
+  if (!s.ok()) {
+    broken_ = FromRocks(s, absl::StrCat("cannot write the raft log ", dir_));
+    return broken_;
+  }
+  batch->Clear();
+  return absl::OkStatus();
+}
+
+absl::Status DurableLog::ResealDatabase() {
+  // Every stored entry, whatever its index: the scan covers the whole key range, not just what
+  // Load() would return. The iterator reads the state as of its creation; the batches only put
+  // the same plaintexts under the same keys, so what it sees stays right.
+  const std::string lower(1, kEntryPrefix);
+  const std::string upper(1, kEntryPrefixEnd);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro = VerifyingReads();
+  ro.iterate_upper_bound = &upper_slice;
+  rocksdb::WriteBatch batch;
+  size_t batch_bytes = 0;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+    for (it->Seek(lower); it->Valid(); it->Next()) {
+      if (it->key().size() != 9) return absl::DataLossError("raft log has a malformed entry key");
+      const uint64_t index = ReadBigEndian64(absl::string_view(it->key().data() + 1, 8));
+      const std::string ad = EntryAd(index);
+      absl::StatusOr<std::string> plain = codec_.Decode(
+          absl::string_view(it->value().data(), it->value().size()), ad, EntryName(index));
+      if (!plain.ok()) return plain.status();
+      absl::StatusOr<std::string> framed = codec_.Encode(*plain, ad);
+      if (!framed.ok()) return framed.status();
+      batch.Put(it->key(), *framed);
+      batch_bytes += it->key().size() + framed->size();
+      if (batch.Count() >= kResealBatchEntries || batch_bytes >= kResealBatchBytes) {
+        if (absl::Status s = WriteResealBatch(&batch); !s.ok()) return s;
+        batch_bytes = 0;
+      }
+    }
+    if (absl::Status s = FromRocks(it->status(), "cannot read the raft log"); !s.ok()) return s;
+  }
+  // The hard state and the snapshot metadata, with the last entries.
+  const struct {
+    const char* key;
+    const char* ad;
+    const char* name;
+  } singles[] = {{kHardStateKey, kHardStateAd, "hard state"},
+                 {kSnapshotKey, kSnapshotAd, "snapshot metadata"}};
+  for (const auto& single : singles) {
+    absl::StatusOr<std::optional<std::string>> plain = Get(single.key, single.ad, single.name);
+    if (!plain.ok()) return plain.status();
+    if (!plain->has_value()) continue;
+    absl::StatusOr<std::string> framed = codec_.Encode(**plain, single.ad);
+    if (!framed.ok()) return framed.status();
+    batch.Put(single.key, *framed);
+  }
+  return WriteResealBatch(&batch);
+}
+
+absl::Status DurableLog::PurgeSupersededCopies() {
+  // The old seals are still in the WAL (until the memtable holding the new ones is flushed) and
+  // in table files (until compaction drops the overwritten versions). Flushing makes the old
+  // WAL files obsolete; a forced compaction of the whole range rewrites every table file with
+  // only the newest version of each key. RocksDB deletes obsolete files as these jobs finish.
+  const auto fail = [this](const rocksdb::Status& s, absl::string_view step) {
+    return absl::Status(
+        FromRocks(s, "").code(),
+        absl::StrCat("raft log ", dir_, ": every record is resealed, but ", step,
+                     " failed, so copies under the previous key may remain on disk (keep that "
+                     "key and call Reseal again): ",
+                     s.ToString()));
+  };
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  if (rocksdb::Status s = db_->Flush(fo); !s.ok()) return fail(s, "flushing the memtable");
+  rocksdb::CompactRangeOptions co;
+  co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  if (rocksdb::Status s = db_->CompactRange(co, nullptr, nullptr); !s.ok()) {
+    return fail(s, "compacting the database");
+  }
+  return absl::OkStatus();
 }
 
 absl::Status DurableLog::Compact(uint64_t index) {

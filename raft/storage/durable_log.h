@@ -118,6 +118,36 @@ class DurableLog {
   // already compacts, so this is for callers that manage compaction themselves.
   absl::Status Compact(uint64_t index);
 
+  // Key rotation: rewrites every record this log keeps — each stored entry, the hard state, the
+  // snapshot metadata, and every snapshot file on disk (the current one and the older ones kept)
+  // — with the same plaintext, sealed again by the Encrypter as it is now. Then it flushes and
+  // compacts RocksDB so that the superseded copies in its WAL and table files are deleted too,
+  // and removes leftover snapshot temp files. (Deleted files are not scrubbed from the device.)
+  //
+  // A data-encryption-key rotation: (1) make the new key current in the Encrypter while the old
+  // one stays readable; (2) Reseal(); (3) only after it returned OK, drop the old key. Once
+  // Reseal() returns OK, no record in this log's directory is sealed by a key other than the one
+  // current when Reseal() started (later records are sealed by whatever is current then).
+  //
+  // Crash safety: entries are rewritten in synced RocksDB write batches of at most
+  // kResealBatchEntries entries (and about kResealBatchBytes bytes); the hard state and the
+  // snapshot metadata go in the last batch; each snapshot file is replaced atomically (complete
+  // temp file, fsync, rename, fsync of the directory). So at every moment each record is whole,
+  // in either its old or its new seal, and a Reseal() cut short by a crash or an error leaves a
+  // log that loads as long as both keys are readable. Calling Reseal() again finishes the job.
+  //
+  // Errors: DATA_LOSS when a record fails its checks (nothing is repaired or dropped: a corrupt
+  // non-current snapshot file must be removed by hand; the message names it); the Encrypter's
+  // error when Seal() fails; a failed RocksDB write makes later saves fail as after any failed
+  // save. Any error means the old key may still be needed.
+  //
+  // Cost: one fsync per batch plus the sealing, the snapshot files' rewrite, and one flush and
+  // full compaction of the (small) live log. Like every other call it runs on the single
+  // writer thread, between saves; it takes no other lock.
+  static constexpr size_t kResealBatchEntries = 1000;
+  static constexpr size_t kResealBatchBytes = 4 << 20;
+  absl::Status Reseal();
+
   // Index of the current snapshot (0 if none) and of the last stored entry (the snapshot index
   // when the log after it is empty).
   uint64_t SnapshotIndex() const { return snapshot_.index; }
@@ -141,6 +171,11 @@ class DurableLog {
                                                  const std::string& associated_data,
                                                  const std::string& name);
   absl::StatusOr<raftpb::Entry> ReadEntry(uint64_t index);
+  // Reseal() steps.
+  absl::Status ResealSnapshotFiles();
+  absl::Status ResealDatabase();
+  absl::Status WriteResealBatch(rocksdb::WriteBatch* batch);
+  absl::Status PurgeSupersededCopies();
 
   const std::string dir_;
   const Options options_;

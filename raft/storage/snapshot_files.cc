@@ -140,9 +140,12 @@ absl::Status SnapshotFiles::Write(const raftpb::Snapshot& snapshot) {
   if (!snapshot.SerializeToString(&serialized)) {
     return absl::InvalidArgumentError("cannot serialize the snapshot (larger than 2 GiB?)");
   }
-  absl::StatusOr<std::string> framed = codec_->Encode(serialized, AssociatedData(id));
+  return WritePlaintext(id, serialized);
+}
+
+absl::Status SnapshotFiles::WritePlaintext(const SnapshotId& id, absl::string_view plaintext) {
+  absl::StatusOr<std::string> framed = codec_->Encode(plaintext, AssociatedData(id));
   if (!framed.ok()) return framed.status();
-  serialized.clear();
 
   std::string header(kMagic);
   AppendLittleEndian64(&header, framed->size());
@@ -161,6 +164,24 @@ absl::Status SnapshotFiles::Write(const raftpb::Snapshot& snapshot) {
 }
 
 absl::StatusOr<raftpb::Snapshot> SnapshotFiles::Read(const SnapshotId& id) const {
+  raftpb::Snapshot snapshot;
+  absl::StatusOr<std::string> plain = ReadPlaintext(id, &snapshot);
+  if (!plain.ok()) return plain.status();
+  return snapshot;
+}
+
+absl::Status SnapshotFiles::Reseal(const SnapshotId& id) {
+  absl::StatusOr<std::string> plain;
+  {
+    raftpb::Snapshot parsed;  // only verified; dropped before the new copy is sealed
+    plain = ReadPlaintext(id, &parsed);
+  }
+  if (!plain.ok()) return plain.status();
+  return WritePlaintext(id, *plain);
+}
+
+absl::StatusOr<std::string> SnapshotFiles::ReadPlaintext(const SnapshotId& id,
+                                                         raftpb::Snapshot* parsed) const {
   const std::string path = PathOf(id);
   absl::StatusOr<std::string> contents = ReadAll(path);
   if (!contents.ok()) return contents.status();
@@ -179,16 +200,16 @@ absl::StatusOr<raftpb::Snapshot> SnapshotFiles::Read(const SnapshotId& id) const
   }
   absl::StatusOr<std::string> plain = codec_->Decode(framed, AssociatedData(id), name);
   if (!plain.ok()) return plain.status();
-  raftpb::Snapshot snapshot;
-  if (!snapshot.ParseFromString(*plain)) {
+  std::string().swap(*contents);  // the sealed copy is no longer needed (views into it end here)
+  if (!parsed->ParseFromString(*plain)) {
     return absl::DataLossError(absl::StrCat(name, " does not hold a parsable snapshot"));
   }
-  if (snapshot.metadata().term() != id.term || snapshot.metadata().index() != id.index) {
+  if (parsed->metadata().term() != id.term || parsed->metadata().index() != id.index) {
     return absl::DataLossError(absl::StrCat(name, " holds the snapshot at term ",
-                                            snapshot.metadata().term(), " index ",
-                                            snapshot.metadata().index()));
+                                            parsed->metadata().term(), " index ",
+                                            parsed->metadata().index()));
   }
-  return snapshot;
+  return plain;
 }
 
 absl::StatusOr<std::vector<SnapshotId>> SnapshotFiles::List() const {

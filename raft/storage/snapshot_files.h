@@ -47,6 +47,13 @@ class SnapshotFiles {
   // there is no such file.
   absl::StatusOr<raftpb::Snapshot> Read(const SnapshotId& id) const;
 
+  // Re-seals an existing snapshot file with the codec's Encrypter as it is now (for a key
+  // rotation): reads and verifies it as Read() does, then replaces it as Write() does — the new
+  // file is complete and fsynced under <name>.tmp before a rename switches to it, and the
+  // directory is fsynced before this returns — so a crash leaves either the old or the new file,
+  // both whole. The plaintext is rewritten byte for byte. Errors as Read() and Write().
+  absl::Status Reseal(const SnapshotId& id);
+
   // The complete snapshot files present, by ascending index (then term).
   absl::StatusOr<std::vector<SnapshotId>> List() const;
 
@@ -65,6 +72,12 @@ class SnapshotFiles {
 
  private:
   SnapshotFiles(std::string dir, const RecordCodec* codec) : dir_(std::move(dir)), codec_(codec) {}
+
+  // Read() without the final parse: the verified plaintext (a serialized raftpb::Snapshot) and,
+  // in `parsed`, the snapshot it holds.
+  absl::StatusOr<std::string> ReadPlaintext(const SnapshotId& id, raftpb::Snapshot* parsed) const;
+  // Seals `plaintext` (a serialized snapshot `id`) and writes it durably under its final name.
+  absl::Status WritePlaintext(const SnapshotId& id, absl::string_view plaintext);
 
   std::string dir_;
   const RecordCodec* codec_;
