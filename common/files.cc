@@ -33,21 +33,32 @@ std::string Parent(const std::string& path) {
 absl::Status WriteFileAtomic(const std::string& path, const std::string& data, unsigned mode) {
   const std::string tmp = path + ".tmp";
   {
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode));
     if (!fd) return ErrnoError("cannot create", tmp);
-    ::fchmod(fd.get(), mode);
+    // A leftover temp file may have had another mode.
+    if (::fchmod(fd.get(), mode) != 0) return ErrnoError("cannot set the mode of", tmp);
     size_t done = 0;
     while (done < data.size()) {
       const ssize_t n = ::write(fd.get(), data.data() + done, data.size() - done);
       if (n < 0) {
         if (errno == EINTR) continue;
-        return ErrnoError("cannot write", tmp);
+        absl::Status s = ErrnoError("cannot write", tmp);
+        ::unlink(tmp.c_str());
+        return s;
       }
       done += static_cast<size_t>(n);
     }
-    if (::fsync(fd.get()) != 0) return ErrnoError("cannot fsync", tmp);
+    if (::fsync(fd.get()) != 0) {
+      absl::Status s = ErrnoError("cannot fsync", tmp);
+      ::unlink(tmp.c_str());
+      return s;
+    }
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return ErrnoError("cannot rename onto", path);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    absl::Status s = ErrnoError("cannot rename onto", path);
+    ::unlink(tmp.c_str());
+    return s;
+  }
   UniqueFd dir(::open(Parent(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dir || ::fsync(dir.get()) != 0) return ErrnoError("cannot fsync directory of", path);
   return absl::OkStatus();

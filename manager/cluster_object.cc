@@ -26,9 +26,9 @@ api::Cluster RedactCluster(const api::Cluster& cluster) {
 
 namespace {
 
-grpc::Status Authorize(const grpc::ServerContext& context, absl::Span<const pki::Role> allowed_roles,
-                       std::string cluster_id, const store::MemoryStore& store,
-                       pki::NodeIdentity* caller) {
+grpc::Status Authorize(const grpc::ServerContext& context,
+                       absl::Span<const pki::Role> allowed_roles, std::string cluster_id,
+                       const store::MemoryStore& store, pki::NodeIdentity* caller) {
   std::vector<std::string> denied;
   store.View([&](const store::ReadTx& tx) {
     const api::Cluster* cluster = FindCluster(tx);
@@ -59,8 +59,8 @@ grpc::Status AuthorizeNode(const grpc::ServerContext& context,
 
 grpc::Status AuthorizeNodeOfCluster(const grpc::ServerContext& context,
                                     absl::Span<const pki::Role> allowed_roles,
-                                    const std::string& cluster_id,
-                                    const store::MemoryStore& store, pki::NodeIdentity* caller) {
+                                    const std::string& cluster_id, const store::MemoryStore& store,
+                                    pki::NodeIdentity* caller) {
   return Authorize(context, allowed_roles, cluster_id, store, caller);
 }
 

@@ -36,8 +36,7 @@ grpc::Status AuthorizeNode(const grpc::ServerContext& context,
 // has just joined and not yet received the log. Removed nodes are refused once the store knows.
 grpc::Status AuthorizeNodeOfCluster(const grpc::ServerContext& context,
                                     absl::Span<const pki::Role> allowed_roles,
-                                    const std::string& cluster_id,
-                                    const store::MemoryStore& store,
+                                    const std::string& cluster_id, const store::MemoryStore& store,
                                     pki::NodeIdentity* caller = nullptr);
 
 }  // namespace shoal::manager

@@ -206,7 +206,8 @@ absl::StatusOr<std::unique_ptr<Manager>> Manager::Start(ManagerOptions options) 
 
 absl::Status Manager::LoadOrCreateKeys() {
   if (absl::Status s = MakeDirectories(RaftDir(options_.state_dir), 0700); !s.ok()) return s;
-  absl::StatusOr<encryption::DekState> dek = encryption::DekFile::Load(options_.state_dir, options_.kek);
+  absl::StatusOr<encryption::DekState> dek =
+      encryption::DekFile::Load(options_.state_dir, options_.kek);
   if (absl::IsNotFound(dek.status())) {
     if (options_.mode == ManagerOptions::Mode::kRestart ||
         options_.mode == ManagerOptions::Mode::kForceNewCluster) {
@@ -216,7 +217,8 @@ absl::Status Manager::LoadOrCreateKeys() {
           "from a backup, or leave the swarm (`shoal swarm leave --force`) and join again"));
     }
     dek = encryption::NewDekState();
-    if (absl::Status s = encryption::DekFile::Save(options_.state_dir, *dek, options_.kek); !s.ok()) return s;
+    if (absl::Status s = encryption::DekFile::Save(options_.state_dir, *dek, options_.kek); !s.ok())
+      return s;
   }
   if (!dek.ok()) return dek.status();
   absl::StatusOr<std::unique_ptr<encryption::KeyRingEncrypter>> enc =
@@ -269,8 +271,9 @@ absl::Status Manager::Init() {
     }
   }
 
-  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds = pki::ChannelCredentials(
-      pki::TlsIdentity{options_.certs.cert_pem, options_.certs.key_pem}, options_.certs.root_ca_pem);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+      pki::ChannelCredentials(pki::TlsIdentity{options_.certs.cert_pem, options_.certs.key_pem},
+                              options_.certs.root_ca_pem);
   if (!creds.ok()) return creds.status();
   handler_ = std::make_unique<raft::DeferredHandler>();
   raft::Transport::Options topts;
@@ -356,9 +359,9 @@ absl::Status Manager::JoinRaft(std::vector<api::RaftMember>* members) {
 }
 
 absl::Status Manager::StartServer() {
-  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds = pki::ServerCredentials(
-      pki::TlsIdentity{options_.certs.cert_pem, options_.certs.key_pem},
-      options_.certs.root_ca_pem, pki::ClientCertPolicy::kVerifyIfPresent);
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds =
+      pki::ServerCredentials(pki::TlsIdentity{options_.certs.cert_pem, options_.certs.key_pem},
+                             options_.certs.root_ca_pem, pki::ClientCertPolicy::kVerifyIfPresent);
   if (!creds.ok()) return creds.status();
   grpc::ServerBuilder builder;
   raft::TransportService::ConfigureServerBuilder(&builder);
@@ -483,8 +486,8 @@ void Manager::PromoteCaughtUpLearners(const raft::RaftNode::Info& info) {
                            [id = id](const api::RaftMember& m) { return m.raft_id() == id; });
     if (it == info.members.end()) continue;
     absl::Status s = raft_->AddMember(*it, /*as_learner=*/false, absl::Now() + kRpcTimeout);
-    spdlog::info("manager {:x} ({}) caught up; promoting it to a Raft voter: {}", id,
-                 it->node_id(), s.ToString());
+    spdlog::info("manager {:x} ({}) caught up; promoting it to a Raft voter: {}", id, it->node_id(),
+                 s.ToString());
   }
 }
 
@@ -621,23 +624,12 @@ std::string Manager::LeaderAddr() const {
   return "";
 }
 
-absl::Status Manager::ReadBarrier(absl::Time deadline) {
-  return raft_->LinearizableRead(deadline);
-}
+absl::Status Manager::ReadBarrier(absl::Time deadline) { return raft_->LinearizableRead(deadline); }
 
 absl::Status Manager::RemoveMember(uint64_t raft_id, absl::Time deadline) {
   if (raft_id != raft_id_) {
     if (IsLeader()) return raft_->RemoveMember(raft_id, deadline);
-    // Carried out by the leader.
-    const std::string leader = LeaderAddr();
-    if (leader.empty()) return absl::UnavailableError("the swarm has no Raft leader");
-    auto stub = api::RaftMembership::NewStub(DialManager(leader));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(deadline));
-    api::LeaveRequest req;
-    req.set_raft_id(raft_id);
-    api::LeaveResponse resp;
-    return FromGrpc(stub->Leave(&ctx, req, &resp), "removing the Raft member");
+    return LeaveThroughLeader(raft_id, deadline, "removing the Raft member");
   }
   // Removing ourselves: a leader cannot safely commit its own removal and keep leading, so it
   // hands leadership to the most up-to-date voter, which then removes it.
@@ -658,6 +650,11 @@ absl::Status Manager::RemoveMember(uint64_t raft_id, absl::Time deadline) {
     }
     if (absl::Status s = raft_->TransferLeadership(best, deadline); !s.ok()) return s;
   }
+  return LeaveThroughLeader(raft_id, deadline, "leaving the Raft group");
+}
+
+absl::Status Manager::LeaveThroughLeader(uint64_t raft_id, absl::Time deadline,
+                                         const std::string& what) {
   const std::string leader = LeaderAddr();
   if (leader.empty()) return absl::UnavailableError("the swarm has no Raft leader");
   auto stub = api::RaftMembership::NewStub(DialManager(leader));
@@ -666,7 +663,7 @@ absl::Status Manager::RemoveMember(uint64_t raft_id, absl::Time deadline) {
   api::LeaveRequest req;
   req.set_raft_id(raft_id);
   api::LeaveResponse resp;
-  return FromGrpc(stub->Leave(&ctx, req, &resp), "leaving the Raft group");
+  return FromGrpc(stub->Leave(&ctx, req, &resp), what);
 }
 
 absl::Status Manager::AdmitMember(const std::string& node_id, const std::string& addr,
@@ -706,8 +703,9 @@ absl::Status Manager::AdmitMember(const std::string& node_id, const std::string&
 }
 
 std::shared_ptr<grpc::Channel> Manager::DialManager(const std::string& addr) const {
-  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds = pki::ChannelCredentials(
-      pki::TlsIdentity{options_.certs.cert_pem, options_.certs.key_pem}, options_.certs.root_ca_pem);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+      pki::ChannelCredentials(pki::TlsIdentity{options_.certs.cert_pem, options_.certs.key_pem},
+                              options_.certs.root_ca_pem);
   return grpc::CreateCustomChannel(addr, creds.ok() ? *creds : grpc::InsecureChannelCredentials(),
                                    pki::ManagerChannelArguments());
 }

@@ -77,7 +77,7 @@ struct ManagerOptions {
   api::Cluster initial_cluster;
   api::Node initial_node;
 
-  Clock* clock = nullptr;  // nullptr = RealClock()
+  Clock* clock = nullptr;                   // nullptr = RealClock()
   prometheus::Registry* metrics = nullptr;  // nullptr = no metrics
   // Called (from a manager thread) when the cluster's newest unlock key changes; the key is
   // empty when autolock was switched off. The node re-wraps its own key file with it.
@@ -135,6 +135,8 @@ class Manager : public RaftControl {
   void PromoteCaughtUpLearners(const raft::RaftNode::Info& info);
   void ProbeReachability();
   void WatchUnlockKey();
+  // RaftMembership.Leave on the leader.
+  absl::Status LeaveThroughLeader(uint64_t raft_id, absl::Time deadline, const std::string& what);
   // On the leader: adds a manager's node to Raft as a learner (RaftMembership.Join).
   absl::Status AdmitMember(const std::string& node_id, const std::string& addr,
                            api::JoinResponse* response);

@@ -19,12 +19,12 @@ struct KindName {
   const char* name;
 };
 constexpr std::array<KindName, 7> kKinds = {{{api::OBJECT_KIND_NODE, "node"},
-                                            {api::OBJECT_KIND_SERVICE, "service"},
-                                            {api::OBJECT_KIND_TASK, "task"},
-                                            {api::OBJECT_KIND_NETWORK, "network"},
-                                            {api::OBJECT_KIND_SECRET, "secret"},
-                                            {api::OBJECT_KIND_CONFIG, "config"},
-                                            {api::OBJECT_KIND_CLUSTER, "cluster"}}};
+                                             {api::OBJECT_KIND_SERVICE, "service"},
+                                             {api::OBJECT_KIND_TASK, "task"},
+                                             {api::OBJECT_KIND_NETWORK, "network"},
+                                             {api::OBJECT_KIND_SECRET, "secret"},
+                                             {api::OBJECT_KIND_CONFIG, "config"},
+                                             {api::OBJECT_KIND_CLUSTER, "cluster"}}};
 
 }  // namespace
 

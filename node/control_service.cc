@@ -38,8 +38,7 @@ grpc::Status ControlService::JoinSwarm(grpc::ServerContext*, const api::JoinSwar
   return swarm_->Join(*request, response);
 }
 
-grpc::Status ControlService::LeaveSwarm(grpc::ServerContext*,
-                                        const api::LeaveSwarmRequest* request,
+grpc::Status ControlService::LeaveSwarm(grpc::ServerContext*, const api::LeaveSwarmRequest* request,
                                         api::LeaveSwarmResponse*) {
   return swarm_->Leave(*request);
 }
@@ -69,8 +68,7 @@ grpc::Status ControlService::RotateJoinToken(grpc::ServerContext*,
                                              api::RotateJoinTokenResponse* resp) {
   return OnManager(swarm_, *req, resp, &manager::ControlApi::RotateJoinToken);
 }
-grpc::Status ControlService::GetUnlockKey(grpc::ServerContext*,
-                                          const api::GetUnlockKeyRequest* req,
+grpc::Status ControlService::GetUnlockKey(grpc::ServerContext*, const api::GetUnlockKeyRequest* req,
                                           api::GetUnlockKeyResponse* resp) {
   return OnManager(swarm_, *req, resp, &manager::ControlApi::GetUnlockKey);
 }

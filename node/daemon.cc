@@ -155,12 +155,13 @@ absl::Status Daemon::StartControlSocket() {
   so.executor = options_.executor;
   so.metrics = metrics_registry_.get();
   swarm_ = SwarmNode::Open(so);
-  control_ = std::make_unique<ControlService>(NodeIdentity{
-                                                  .node_name = options_.node_name,
-                                                  .executor = options_.executor,
-                                                  .state_dir = state_dir_.path(),
-                                              },
-                                              swarm_.get());
+  control_ = std::make_unique<ControlService>(
+      NodeIdentity{
+          .node_name = options_.node_name,
+          .executor = options_.executor,
+          .state_dir = state_dir_.path(),
+      },
+      swarm_.get());
   grpc::ServerBuilder builder;
   int selected_port = 0;
   builder.AddListeningPort("unix://" + path, grpc::InsecureServerCredentials(), &selected_port);

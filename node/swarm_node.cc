@@ -25,11 +25,11 @@
 #include "manager/controlapi/control_api.h"
 #include "nlohmann/json.hpp"
 #include "openssl/x509.h"
-#include "pki/ossl.h"
 #include "pki/grpc_tls.h"
 #include "pki/join_bootstrap.h"
 #include "pki/join_token.h"
 #include "pki/keys.h"
+#include "pki/ossl.h"
 #include "pki/root_ca.h"
 #include "pki/unlock_key.h"
 #include "proto/ca.grpc.pb.h"
@@ -112,8 +112,8 @@ absl::Status ResolveAddresses(const std::string& listen_in, const std::string& a
   int lport = kDefaultPort;
   if (!listen_in.empty()) {
     if (!SplitHostPort(listen_in, &lhost, &lport)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "invalid --listen-addr \"", listen_in, "\": use HOST:PORT, e.g. 0.0.0.0:2377"));
+      return absl::InvalidArgumentError(absl::StrCat("invalid --listen-addr \"", listen_in,
+                                                     "\": use HOST:PORT, e.g. 0.0.0.0:2377"));
     }
     if (lhost.empty()) lhost = "0.0.0.0";
     if (lport == 0) lport = kDefaultPort;
@@ -123,8 +123,8 @@ absl::Status ResolveAddresses(const std::string& listen_in, const std::string& a
   int aport = 0;
   if (!advertise_in.empty()) {
     if (!SplitHostPort(advertise_in, &ahost, &aport) || ahost.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "invalid --advertise-addr \"", advertise_in, "\": use IP[:PORT], e.g. 192.0.2.10:2377"));
+      return absl::InvalidArgumentError(absl::StrCat("invalid --advertise-addr \"", advertise_in,
+                                                     "\": use IP[:PORT], e.g. 192.0.2.10:2377"));
     }
   } else if (lhost != "0.0.0.0" && lhost != "::") {
     ahost = lhost;
@@ -269,12 +269,7 @@ void SwarmNode::Resume() {
   if (s.ok()) {
     s = StartRoles(*certs, "", manager::ManagerOptions::Mode::kRestart, {}, nullptr, nullptr);
   }
-  if (!s.ok()) {
-    spdlog::error("cannot resume swarm membership: {}", s.ToString());
-    absl::MutexLock lock(&mu_);
-    state_ = State::kError;
-    error_ = std::string(s.message());
-  }
+  if (!s.ok()) Fail("cannot resume swarm membership", s);
 }
 
 // --- Roles -------------------------------------------------------------------------------------
@@ -294,8 +289,7 @@ absl::Status SwarmNode::StartRoles(const pki::NodeCertificates& certs, const std
     state_ = State::kPending;
   }
   if (id->role == pki::Role::kManager) {
-    if (absl::Status s =
-            StartManager(certs, kek, mode, join_addrs, initial_cluster, initial_node);
+    if (absl::Status s = StartManager(certs, kek, mode, join_addrs, initial_cluster, initial_node);
         !s.ok()) {
       return s;
     }
@@ -395,8 +389,8 @@ api::NodeDescription SwarmNode::Describe() const {
   if (::sysinfo(&si) == 0) {
     d.mutable_resources()->set_memory_bytes(static_cast<int64_t>(si.totalram) * si.mem_unit);
   }
-  d.mutable_engine()->set_engine_version(absl::StrCat("shoald ", kVersion, " (", options_.executor,
-                                                      ")"));
+  d.mutable_engine()->set_engine_version(
+      absl::StrCat("shoald ", kVersion, " (", options_.executor, ")"));
   absl::MutexLock lock(&mu_);
   *d.mutable_tls_info() = TlsInfoOf(certs_);
   return d;
@@ -419,8 +413,8 @@ absl::Status SwarmNode::WipeSwarmState() {
   for (const char* name : {"certificates", "raft", "worker"}) {
     std::filesystem::remove_all(absl::StrCat(options_.state_dir, "/", name), ec);
     if (ec) {
-      return absl::InternalError(absl::StrCat("cannot remove ", options_.state_dir, "/", name,
-                                              ": ", ec.message()));
+      return absl::InternalError(
+          absl::StrCat("cannot remove ", options_.state_dir, "/", name, ": ", ec.message()));
     }
   }
   std::filesystem::remove(absl::StrCat(options_.state_dir, "/", kNodeStateFile), ec);
@@ -635,8 +629,8 @@ grpc::Status SwarmNode::Init(const api::InitSwarmRequest& req, api::InitSwarmRes
   *resp->mutable_join_tokens() = rca->join_tokens();
   resp->set_manager_addr(ns.advertise_addr);
   if (autolock) resp->set_unlock_key(pki::FormatUnlockKey(kek));
-  spdlog::info("swarm {} initialised; this node {} is its first manager at {}", cluster_id,
-               node_id, ns.advertise_addr);
+  spdlog::info("swarm {} initialised; this node {} is its first manager at {}", cluster_id, node_id,
+               ns.advertise_addr);
   return grpc::Status::OK;
 }
 
@@ -675,7 +669,8 @@ grpc::Status SwarmNode::Join(const api::JoinSwarmRequest& req, api::JoinSwarmRes
       remote = addr;
       break;
     }
-    if (pinned.status().code() == absl::StatusCode::kUnauthenticated) return ToGrpc(pinned.status());
+    if (pinned.status().code() == absl::StatusCode::kUnauthenticated)
+      return ToGrpc(pinned.status());
     absl::StrAppend(&errors, errors.empty() ? "" : "; ", pinned.status().message());
   }
   if (!pinned.ok()) {
@@ -708,17 +703,16 @@ grpc::Status SwarmNode::Join(const api::JoinSwarmRequest& req, api::JoinSwarmRes
     if (!s.ok()) return s;
     if (sresp.status().state() == api::IssuanceStatus::ISSUED) break;
     if (sresp.status().state() == api::IssuanceStatus::FAILED) {
-      return Error(grpc::StatusCode::INTERNAL,
-                   absl::StrCat("the swarm's CA refused this node's certificate: ",
-                                sresp.status().err()));
+      return Error(
+          grpc::StatusCode::INTERNAL,
+          absl::StrCat("the swarm's CA refused this node's certificate: ", sresp.status().err()));
     }
     if (absl::Now() >= give_up) {
       return Error(grpc::StatusCode::DEADLINE_EXCEEDED,
                    "timed out waiting for the swarm's CA to issue this node's certificate");
     }
   }
-  pki::NodeCertificates certs{pinned->root_ca_pem, sresp.certificate().certificate(),
-                              kc->key_pem};
+  pki::NodeCertificates certs{pinned->root_ca_pem, sresp.certificate().certificate(), kc->key_pem};
   absl::StatusOr<pki::NodeIdentity> id = IdentityOf(certs.cert_pem);
   if (!id.ok()) return ToGrpc(id.status());
 
@@ -732,11 +726,11 @@ grpc::Status SwarmNode::Join(const api::JoinSwarmRequest& req, api::JoinSwarmRes
       return ToGrpc(s);
     }
     // An autolocked swarm keeps every manager's keys wrapped: learn the unlock key now.
-    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds = pki::ChannelCredentials(
-        pki::TlsIdentity{certs.cert_pem, certs.key_pem}, certs.root_ca_pem);
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+        pki::ChannelCredentials(pki::TlsIdentity{certs.cert_pem, certs.key_pem}, certs.root_ca_pem);
     if (!creds.ok()) return ToGrpc(creds.status());
-    auto mca = api::CA::NewStub(
-        grpc::CreateCustomChannel(remote, *creds, pki::ManagerChannelArguments()));
+    auto mca =
+        api::CA::NewStub(grpc::CreateCustomChannel(remote, *creds, pki::ManagerChannelArguments()));
     grpc::ClientContext ctx;
     ctx.set_deadline(Deadline(absl::Seconds(10)));
     api::GetManagerUnlockKeyResponse kresp;
@@ -793,18 +787,19 @@ grpc::Status SwarmNode::Leave(const api::LeaveSwarmRequest& req) {
   if (manager != nullptr && !req.force()) {
     const std::vector<manager::ManagerMember> members = manager->Members();
     const std::string detail =
-        members.size() <= 1
-            ? "it is the last manager: leaving erases the swarm's whole state"
-            : absl::StrCat("removing it leaves ", members.size() - 1, " managers out of ",
-                           members.size());
-    return Error(grpc::StatusCode::FAILED_PRECONDITION,
-                 absl::StrCat("this node is a swarm manager (", detail,
-                              "); demote it first with `shoal node demote ", manager->local_node_id(),
-                              "` on a manager and then leave, or use `--force` to leave anyway"));
+        members.size() <= 1 ? "it is the last manager: leaving erases the swarm's whole state"
+                            : absl::StrCat("removing it leaves ", members.size() - 1,
+                                           " managers out of ", members.size());
+    return Error(
+        grpc::StatusCode::FAILED_PRECONDITION,
+        absl::StrCat("this node is a swarm manager (", detail,
+                     "); demote it first with `shoal node demote ", manager->local_node_id(),
+                     "` on a manager and then leave, or use `--force` to leave anyway"));
   }
   if (manager != nullptr && manager->Members().size() > 1) {
     // Best effort: take this manager out of Raft so the others keep their quorum arithmetic.
-    absl::Status s = manager->RemoveMember(manager->local_raft_id(), absl::Now() + absl::Seconds(10));
+    absl::Status s =
+        manager->RemoveMember(manager->local_raft_id(), absl::Now() + absl::Seconds(10));
     if (!s.ok()) spdlog::warn("leaving: could not remove this manager from Raft: {}", s.ToString());
   }
   StopRoles();
@@ -917,7 +912,7 @@ void SwarmNode::BackgroundLoop() {
       absl::MutexLock lock(&mu_);
       if (state_ != State::kActive) continue;
       none.set_role(identity_.role == pki::Role::kManager ? api::NODE_ROLE_MANAGER
-                                                           : api::NODE_ROLE_WORKER);
+                                                          : api::NODE_ROLE_WORKER);
       node = none;
     }
     MaybeRenew(*node);
@@ -992,12 +987,7 @@ void SwarmNode::MaybeRenew(const api::Node& node) {
   (void)SaveNodeState();
   absl::Status s = StartRoles(*renewed, new_id->role == pki::Role::kManager ? kek : "",
                               manager::ManagerOptions::Mode::kJoin, managers, nullptr, nullptr);
-  if (!s.ok()) {
-    spdlog::error("cannot start the node's new role: {}", s.ToString());
-    absl::MutexLock lock(&mu_);
-    state_ = State::kError;
-    error_ = std::string(s.message());
-  }
+  if (!s.ok()) Fail("cannot start the node's new role", s);
 }
 
 void SwarmNode::AdoptRoots(const std::string& roots) {
@@ -1048,14 +1038,16 @@ void SwarmNode::ReloadCredentials() {
     state_ = State::kPending;
   }
   StopRoles();
-  absl::Status s = StartRoles(certs, kek, manager::ManagerOptions::Mode::kRestart, {}, nullptr,
-                              nullptr);
-  if (!s.ok()) {
-    spdlog::error("cannot restart the manager role with the new certificates: {}", s.ToString());
-    absl::MutexLock lock(&mu_);
-    state_ = State::kError;
-    error_ = std::string(s.message());
-  }
+  absl::Status s =
+      StartRoles(certs, kek, manager::ManagerOptions::Mode::kRestart, {}, nullptr, nullptr);
+  if (!s.ok()) Fail("cannot restart the manager role with the new certificates", s);
+}
+
+void SwarmNode::Fail(const std::string& what, const absl::Status& status) {
+  spdlog::error("{}: {}", what, status.ToString());
+  absl::MutexLock lock(&mu_);
+  state_ = State::kError;
+  error_ = absl::StrCat(what, ": ", status.message());
 }
 
 void SwarmNode::OnKekChange(const std::string& new_kek) {

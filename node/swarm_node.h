@@ -111,6 +111,8 @@ class SwarmNode {
   // credentials), a worker reconnects its session.
   void ReloadCredentials();
   void OnKekChange(const std::string& new_kek);
+  // Logs `status` and puts the node in ERROR (shown by `shoal info`).
+  void Fail(const std::string& what, const absl::Status& status);
 
   const SwarmNodeOptions options_;
   Clock* const clock_;
@@ -128,7 +130,7 @@ class SwarmNode {
   std::shared_ptr<manager::Manager> manager_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<agent::Session> session_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> session_managers_ ABSL_GUARDED_BY(mu_);
-  std::optional<api::Node> pending_node_ ABSL_GUARDED_BY(mu_);  // newest, for the loop
+  std::optional<api::Node> pending_node_ ABSL_GUARDED_BY(mu_);    // newest, for the loop
   std::optional<std::string> pending_root_ ABSL_GUARDED_BY(mu_);  // trust roots to adopt
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   std::thread background_;

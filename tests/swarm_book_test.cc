@@ -85,9 +85,9 @@ TEST(SwarmBookTest, BuildLockRestartUnlockRotateAndLoseAManager) {
   for (size_t i = 1; i < managers.size(); ++i) {
     ShoaldProcess& m = *managers[i];
     t = absl::Now();
-    CommandResult r = m.Cli({"swarm", "join", "--token", Trim(mt.out), "--listen-addr",
-                             m.swarm_addr(), "--advertise-addr", m.swarm_addr(),
-                             mgr1.swarm_addr()});
+    CommandResult r =
+        m.Cli({"swarm", "join", "--token", Trim(mt.out), "--listen-addr", m.swarm_addr(),
+               "--advertise-addr", m.swarm_addr(), mgr1.swarm_addr()});
     ASSERT_EQ(r.exit_code, 0) << r.err << m.LogText();
     Metric(absl::StrCat("swarm join as manager (", m.node_name(), ")"), absl::Now() - t);
   }

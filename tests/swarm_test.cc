@@ -13,12 +13,12 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "proto/ca.grpc.pb.h"
 #include "proto/control.grpc.pb.h"
 #include "proto/raft_transport.grpc.pb.h"
-#include "grpcpp/grpcpp.h"
 #include "tests/harness/daemon.h"
 #include "tests/harness/process.h"
 
@@ -78,8 +78,8 @@ class SwarmTest : public ::testing::Test {
 
   // `swarm init` on d, listening on its loopback swarm port.
   void Init(ShoaldProcess& d, std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"swarm", "init", "--listen-addr", d.swarm_addr(),
-                                     "--advertise-addr", d.swarm_addr()};
+    std::vector<std::string> args = {
+        "swarm", "init", "--listen-addr", d.swarm_addr(), "--advertise-addr", d.swarm_addr()};
     args.insert(args.end(), extra.begin(), extra.end());
     CommandResult r = d.Cli(args);
     ASSERT_EQ(r.exit_code, 0) << r.err << d.LogText();
@@ -195,21 +195,21 @@ TEST_F(SwarmTest, CertificatesCarryTheIdentityAndValidity) {
   const nlohmann::json info = Info(w);
   const std::string node_id = info["Swarm"]["NodeID"];
   const std::string cluster_id = info["Swarm"]["ClusterID"];
-  CommandResult r = RunCommand({"/usr/bin/openssl", "x509", "-noout", "-subject", "-startdate",
-                                "-enddate", "-nameopt", "RFC2253", "-in",
-                                w.state_dir() + "/certificates/swarm-node.crt"});
+  CommandResult r =
+      RunCommand({"/usr/bin/openssl", "x509", "-noout", "-subject", "-startdate", "-enddate",
+                  "-nameopt", "RFC2253", "-in", w.state_dir() + "/certificates/swarm-node.crt"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("CN=" + node_id), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("OU=swarm-worker"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("O=" + cluster_id), std::string::npos) << r.out;
   // 48 h of validity plus the 1 h backdate: check with openssl's own arithmetic.
-  CommandResult ends49 = RunCommand({"/usr/bin/openssl", "x509", "-noout", "-checkend",
-                                     std::to_string(47 * 3600), "-in",
-                                     w.state_dir() + "/certificates/swarm-node.crt"});
+  CommandResult ends49 =
+      RunCommand({"/usr/bin/openssl", "x509", "-noout", "-checkend", std::to_string(47 * 3600),
+                  "-in", w.state_dir() + "/certificates/swarm-node.crt"});
   EXPECT_EQ(ends49.exit_code, 0) << "certificate expires within 47 h";
-  CommandResult ends = RunCommand({"/usr/bin/openssl", "x509", "-noout", "-checkend",
-                                   std::to_string(49 * 3600), "-in",
-                                   w.state_dir() + "/certificates/swarm-node.crt"});
+  CommandResult ends =
+      RunCommand({"/usr/bin/openssl", "x509", "-noout", "-checkend", std::to_string(49 * 3600),
+                  "-in", w.state_dir() + "/certificates/swarm-node.crt"});
   EXPECT_NE(ends.exit_code, 0) << "certificate outlives --cert-expiry 48h";
   CommandResult mr = RunCommand({"/usr/bin/openssl", "x509", "-noout", "-subject", "-nameopt",
                                  "RFC2253", "-in", m.state_dir() + "/certificates/swarm-node.crt"});
@@ -269,8 +269,8 @@ TEST_F(SwarmTest, CertificatesAreAuthorisedByRoleAndCluster) {
   }
   {
     // A manager certificate of another swarm (another CA) fails the TLS handshake.
-    auto stub = api::RaftTransport::NewStub(
-        ChannelAs(other.state_dir() + "/certificates", m.swarm_addr()));
+    auto stub =
+        api::RaftTransport::NewStub(ChannelAs(other.state_dir() + "/certificates", m.swarm_addr()));
     grpc::ClientContext ctx;
     ctx.set_deadline(deadline());
     api::ResolveAddressResponse resp;
@@ -280,8 +280,8 @@ TEST_F(SwarmTest, CertificatesAreAuthorisedByRoleAndCluster) {
   }
   {
     // The manager's own certificate is accepted.
-    auto stub = api::RaftTransport::NewStub(ChannelAs(m.state_dir() + "/certificates",
-                                                      m.swarm_addr()));
+    auto stub =
+        api::RaftTransport::NewStub(ChannelAs(m.state_dir() + "/certificates", m.swarm_addr()));
     grpc::ClientContext ctx;
     ctx.set_deadline(deadline());
     api::ResolveAddressRequest req;
@@ -313,16 +313,14 @@ TEST_F(SwarmTest, KillingTheLeaderElectsANewOneAndTheSwarmKeepsServing) {
   std::cout << "[ metric ] leader failover observed through the CLI in "
             << absl::FormatDuration(failover) << "\n";
   // Writes still work: label a worker through the other surviving manager.
-  CommandResult r =
-      nodes_[2]->Cli({"node", "update", "--label-add", "zone=b", NodeId(*nodes_[3])});
+  CommandResult r = nodes_[2]->Cli({"node", "update", "--label-add", "zone=b", NodeId(*nodes_[3])});
   ASSERT_EQ(r.exit_code, 0) << r.err << nodes_[2]->LogText();
   // The dead manager is reported unreachable, and goes Down.
   EXPECT_TRUE(WaitFor(
       [&] {
         for (const nlohmann::json& n : NodeList(m2)) {
           if (n.value("Hostname", "") == "m1") {
-            return n.value("ManagerStatus", "") == "Unreachable" &&
-                   n.value("Status", "") == "Down";
+            return n.value("ManagerStatus", "") == "Unreachable" && n.value("Status", "") == "Down";
           }
         }
         return false;
@@ -347,8 +345,9 @@ TEST_F(SwarmTest, AutolockedManagerStaysLockedUntilUnlocked) {
   EXPECT_NE(ls.exit_code, 0);
   EXPECT_NE(ls.err.find("locked"), std::string::npos) << ls.err;
   // A wrong key is refused and changes nothing.
-  CommandResult bad = m.Cli({"swarm", "unlock"},
-                            {.stdin_data = "SWMKEY-1-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n"});
+  CommandResult bad =
+      m.Cli({"swarm", "unlock"},
+            {.stdin_data = "SWMKEY-1-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n"});
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.err.find("invalid unlock key"), std::string::npos) << bad.err;
   EXPECT_EQ(Info(m)["Swarm"]["LocalNodeState"], "locked");
@@ -426,8 +425,8 @@ TEST_F(SwarmTest, DemotePromoteAndRemoveKeepQuorum) {
   EXPECT_NE(r.err.find("--force"), std::string::npos) << r.err;
   r = m1.Cli({"node", "rm", "--force", m3});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_TRUE(WaitFor([&] { return NodeList(m1).size() == 4; }, kConverge,
-                      absl::Milliseconds(200)));
+  EXPECT_TRUE(
+      WaitFor([&] { return NodeList(m1).size() == 4; }, kConverge, absl::Milliseconds(200)));
   // Demoting down to one manager is fine; demoting the last one is refused.
   ASSERT_EQ(m1.Cli({"node", "demote", w1}).exit_code, 0);
   ASSERT_TRUE(WaitConverged(m1, 4, 2)) << Summary(NodeList(m1));
@@ -478,8 +477,8 @@ TEST_F(SwarmTest, RootCaRotationReissuesEveryCertificate) {
   const absl::Time start = absl::Now();
   CommandResult r = m1.Cli({"swarm", "ca", "--rotate"}, {.timeout = absl::Seconds(150)});
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out << m1.LogText();
-  std::cout << "[ metric ] root CA rotation of 3 nodes took " << absl::FormatDuration(absl::Now() - start)
-            << "\n";
+  std::cout << "[ metric ] root CA rotation of 3 nodes took "
+            << absl::FormatDuration(absl::Now() - start) << "\n";
   const std::string new_root = r.out.substr(r.out.find("-----BEGIN CERTIFICATE-----"));
   ASSERT_NE(Trim(new_root), Trim(old_root));
   // Every node ends up trusting only the new root, with a certificate it issued.
@@ -493,7 +492,8 @@ TEST_F(SwarmTest, RootCaRotationReissuesEveryCertificate) {
                          .exit_code == 0;
         },
         kConverge, absl::Milliseconds(200)))
-        << d->node_name() << "\n" << d->LogText();
+        << d->node_name() << "\n"
+        << d->LogText();
   }
   // Tokens now pin the new root: the old one is refused, and the swarm still works.
   EXPECT_NE(Token(m1, "worker"), old_token);
@@ -516,8 +516,8 @@ TEST_F(SwarmTest, UnlockKeyRotationRewrapsAndTheOldKeyStopsWorking) {
   ASSERT_NE(new_key, old_key);
   // The manager re-wraps its keys under the new key once it sees the rotation committed: wait
   // until the key file changed.
-  ASSERT_TRUE(WaitFor([&] { return ReadAll(key_file) != before; }, kConverge,
-                      absl::Milliseconds(100)));
+  ASSERT_TRUE(
+      WaitFor([&] { return ReadAll(key_file) != before; }, kConverge, absl::Milliseconds(100)));
   ASSERT_TRUE(m.Stop().ok());
   ASSERT_TRUE(m.Start().ok());
   CommandResult bad = m.Cli({"swarm", "unlock"}, {.stdin_data = old_key + "\n"});
@@ -537,18 +537,18 @@ TEST_F(SwarmTest, ManagerExportsRaftAndStoreMetrics) {
   std::string body;
   ASSERT_TRUE(WaitFor(
       [&] {
-        CommandResult c = RunCommand({"/usr/bin/curl", "-sf",
-                                      absl::StrCat("http://127.0.0.1:", port, "/metrics")});
+        CommandResult c = RunCommand(
+            {"/usr/bin/curl", "-sf", absl::StrCat("http://127.0.0.1:", port, "/metrics")});
         body = c.out;
         return c.exit_code == 0 && body.find("shoal_raft_is_leader 1") != std::string::npos &&
                body.find("shoal_nodes{state=\"ready\"} 1") != std::string::npos;
       },
       kConverge, absl::Milliseconds(200)))
       << body;
-  for (const char* name : {"shoal_raft_term", "shoal_raft_commit_index", "shoal_raft_voters 1",
-                           "shoal_store_proposals_total{result=\"ok\"}",
-                           "shoal_store_apply_seconds_count", "shoal_store_objects{kind=\"node\"} 1",
-                           "shoal_store_objects{kind=\"cluster\"} 1"}) {
+  for (const char* name :
+       {"shoal_raft_term", "shoal_raft_commit_index", "shoal_raft_voters 1",
+        "shoal_store_proposals_total{result=\"ok\"}", "shoal_store_apply_seconds_count",
+        "shoal_store_objects{kind=\"node\"} 1", "shoal_store_objects{kind=\"cluster\"} 1"}) {
     EXPECT_NE(body.find(name), std::string::npos) << name << "\n" << body;
   }
 }

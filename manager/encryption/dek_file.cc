@@ -1,5 +1,7 @@
 #include "manager/encryption/dek_file.h"
 
+#include "common/files.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/buffer.h>
@@ -80,38 +82,10 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return out;
 }
 
-// Writes `data` to `path` through path.tmp: write, fsync, rename, fsync the directory.
-absl::Status WriteFileAtomic(const std::string& dir, const std::string& path,
+// Writes `data` to `path` atomically (common/files.h), mode 0600.
+absl::Status WriteFileAtomic(const std::string& /*dir*/, const std::string& path,
                              absl::string_view data) {
-  const std::string tmp = absl::StrCat(path, kTempSuffix);
-  {
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!fd) return ErrnoError("creating", tmp, errno);
-    // A leftover temp file may have had another mode.
-    if (::fchmod(fd.get(), 0600) != 0) return ErrnoError("setting the mode of", tmp, errno);
-    size_t off = 0;
-    while (off < data.size()) {
-      const ssize_t n = ::write(fd.get(), data.data() + off, data.size() - off);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        const int err = errno;
-        ::unlink(tmp.c_str());
-        return ErrnoError("writing", tmp, err);
-      }
-      off += static_cast<size_t>(n);
-    }
-    if (::fsync(fd.get()) != 0) {
-      const int err = errno;
-      ::unlink(tmp.c_str());
-      return ErrnoError("fsyncing", tmp, err);
-    }
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    return ErrnoError("renaming into place", path, err);
-  }
-  return FsyncDir(dir);
+  return shoal::WriteFileAtomic(path, std::string(data), 0600);
 }
 
 void PutU32(std::string* out, uint32_t v) {

@@ -338,6 +338,22 @@ absl::Status RaftNode::TransferLeadership(uint64_t to, absl::Time deadline) {
   return absl::OkStatus();
 }
 
+absl::Status RaftNode::Reseal(absl::Time deadline) {
+  auto waiter = std::make_shared<Waiter>();
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return absl::CancelledError("raft node is stopping");
+    reseal_requests_.push_back(waiter);
+  }
+  absl::Status s = Await(waiter, deadline).status();
+  if (absl::IsDeadlineExceeded(s)) {
+    return absl::DeadlineExceededError(
+        "raft: the log's reseal did not finish before the deadline; it may still complete. Call "
+        "Reseal again and keep the old key until one returns OK");
+  }
+  return s;
+}
+
 RaftNode::Info RaftNode::GetInfo() const {
   absl::MutexLock lock(&mu_);
   return info_;
@@ -357,13 +373,14 @@ void RaftNode::Loop() {
     std::deque<raftpb::Message> inbound;
     std::deque<PendingProposal> proposals;
     std::vector<std::shared_ptr<Waiter>> reads;
+    std::vector<std::shared_ptr<Waiter>> reseals;
     std::vector<std::pair<uint64_t, bool>> snapshot_reports;
     std::vector<uint64_t> unreachable;
     {
       absl::MutexLock lock(&mu_);
       auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return stopping_ || !inbound_.empty() || !proposals_.empty() || !read_requests_.empty() ||
-               !snapshot_reports_.empty() || !unreachable_.empty();
+               !reseal_requests_.empty() || !snapshot_reports_.empty() || !unreachable_.empty();
       };
       // Wake for work, or for the next tick. The tick deadline is read from the injected
       // clock; the wait itself is bounded in real time so a manual clock's progress is noticed.
@@ -375,6 +392,7 @@ void RaftNode::Loop() {
       inbound.swap(inbound_);
       proposals.swap(proposals_);
       reads.swap(read_requests_);
+      reseals.swap(reseal_requests_);
       snapshot_reports.swap(snapshot_reports_);
       unreachable.swap(unreachable_);
     }
@@ -396,6 +414,9 @@ void RaftNode::Loop() {
     }
     Process(std::move(inbound), std::move(proposals), std::move(snapshot_reports),
             std::move(unreachable), ticks);
+    // Every Ready of this iteration is handled and advanced: nothing of the loop's is being
+    // written, so the reseal runs alone.
+    if (!reseals.empty()) RunReseal(std::move(reseals));
     PublishInfo();
     // Callers wake only now, so that what they read from GetInfo() includes their entry.
     for (auto& [waiter, result] : completions_) Finish(waiter, std::move(result));
@@ -410,6 +431,8 @@ void RaftNode::Loop() {
     absl::MutexLock lock(&mu_);
     proposals.swap(proposals_);
     reads.swap(read_requests_);
+    reads.insert(reads.end(), reseal_requests_.begin(), reseal_requests_.end());
+    reseal_requests_.clear();
   }
   for (auto& p : proposals) Finish(p.waiter, absl::CancelledError("raft node is stopping"));
   for (auto& w : reads) Finish(w, absl::CancelledError("raft node is stopping"));
@@ -727,6 +750,41 @@ void RaftNode::ResolveReads(const std::vector<ReadState>& states) {
       }
     }
     reads_by_ctx_.erase(it);
+  }
+}
+
+void RaftNode::RunReseal(std::vector<std::shared_ptr<Waiter>> waiters) {
+  bool stopping;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping = stopping_;  // e.g. a storage failure in this iteration's Readys
+  }
+  if (stopping) {
+    for (auto& w : waiters) Complete(w, absl::CancelledError("raft node is stopping"));
+    return;
+  }
+  const absl::Time clock_start = clock_->Now();
+  const absl::Time start = absl::Now();
+  absl::Status s = durable_->Reseal();
+  const absl::Duration took = absl::Now() - start;
+  // The pause is not election time: shift the tick schedule past it, so that this member does
+  // not fire a burst of ticks before it has read the messages that arrived meanwhile (a leader
+  // would otherwise fail its quorum check, a follower start an election).
+  next_tick_ += clock_->Now() - clock_start;
+  if (s.ok()) {
+    spdlog::info("raft {}: log resealed under the current key ({} entries, {} ms)", options_.id,
+                 durable_->LastIndex() - durable_->SnapshotIndex(),
+                 absl::ToInt64Milliseconds(took));
+  } else {
+    spdlog::error("raft {}: resealing the log failed after {} ms: {}", options_.id,
+                  absl::ToInt64Milliseconds(took), std::string(s.message()));
+  }
+  for (auto& w : waiters) {
+    if (s.ok()) {
+      Complete(w, std::string());
+    } else {
+      Complete(w, s);
+    }
   }
 }
 

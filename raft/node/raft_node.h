@@ -133,6 +133,22 @@ class RaftNode : public Handler {
   // Asks the leader to hand leadership to `to`, and waits until this node sees `to` lead.
   absl::Status TransferLeadership(uint64_t to, absl::Time deadline);
 
+  // Key rotation of this member's log at rest: rewrites every record of the durable log —
+  // entries, hard state, snapshot metadata, snapshot files — sealed by the Encrypter as it is
+  // now, and deletes the superseded copies (DurableLog::Reseal has the details and the crash
+  // guarantees). For a data-encryption-key rotation: make the new key current in the Encrypter
+  // (the old one still readable), call Reseal(), and drop the old key only once it returned OK.
+  //
+  // OK means: no record in this member's log directory is sealed by a key other than the one
+  // that was current when Reseal() was called (or a later one). The loop thread runs the rewrite
+  // between two Readys, so none of its own writes interleaves with it; the member pauses for its
+  // duration (about 0.2 s for 10,000 entries) and then carries on, the pause not counted as
+  // election time. Concurrent callers share one pass that starts after all of them called.
+  // Errors: DEADLINE_EXCEEDED at `deadline` (the reseal may still complete; call again before
+  // dropping the old key), CANCELLED if the node stops first, else DurableLog::Reseal's error
+  // (a failed write stops the member, as any storage failure does).
+  absl::Status Reseal(absl::Time deadline);
+
   struct Info {
     uint64_t id = 0;
     uint64_t term = 0;
@@ -206,6 +222,8 @@ class RaftNode : public Handler {
   void UpdatePeers();
   void FailAll(const absl::Status& status);
   void ResolveReads(const std::vector<ReadState>& states);
+  // Loop thread, between Readys: one DurableLog::Reseal() for all of `waiters`.
+  void RunReseal(std::vector<std::shared_ptr<Waiter>> waiters);
   std::shared_ptr<Waiter> Enqueue(PendingProposal p, Callback done = nullptr);
   void EnqueueRead(std::shared_ptr<Waiter> waiter);
   static absl::StatusOr<std::string> Await(const std::shared_ptr<Waiter>& w, absl::Time deadline);
@@ -246,6 +264,7 @@ class RaftNode : public Handler {
   std::deque<raftpb::Message> inbound_ ABSL_GUARDED_BY(mu_);
   std::deque<PendingProposal> proposals_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<Waiter>> read_requests_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<Waiter>> reseal_requests_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<uint64_t, bool>> snapshot_reports_ ABSL_GUARDED_BY(mu_);
   std::vector<uint64_t> unreachable_ ABSL_GUARDED_BY(mu_);
   uint64_t next_proposal_id_ ABSL_GUARDED_BY(mu_) = 0;

@@ -81,6 +81,14 @@ TestCluster::~TestCluster() {
 }
 
 void TestCluster::StartMember(Member& m, bool force_new_cluster) {
+  if (absl::Status s = TryStartMember(m, force_new_cluster); !s.ok()) {
+    fprintf(stderr, "raft node %lu failed to start: %s\n", static_cast<unsigned long>(m.id),
+            std::string(s.message()).c_str());
+    std::abort();
+  }
+}
+
+absl::Status TestCluster::TryStartMember(Member& m, bool force_new_cluster) {
   m.service = std::make_unique<TransportService>(m.id, &m.handler);
   grpc::ServerBuilder builder;
   TransportService::ConfigureServerBuilder(&builder);
@@ -88,7 +96,9 @@ void TestCluster::StartMember(Member& m, bool force_new_cluster) {
                            grpc::InsecureServerCredentials(), &m.port);
   builder.RegisterService(m.service.get());
   m.server = builder.BuildAndStart();
-  if (m.server == nullptr) std::abort();
+  if (m.server == nullptr) {
+    return absl::InternalError(absl::StrCat("cannot listen on 127.0.0.1:", m.port));
+  }
   m.addr = absl::StrCat("127.0.0.1:", m.port);
 
   Transport::Options topts;
@@ -103,6 +113,7 @@ void TestCluster::StartMember(Member& m, bool force_new_cluster) {
   opts.dir = m.dir;
   opts.bootstrap_members = founders_;
   opts.force_new_cluster = force_new_cluster;
+  if (auto it = encrypters_.find(m.id); it != encrypters_.end()) opts.encrypter = it->second;
   bool founder = false;
   for (const auto& f : founders_) founder = founder || f.raft_id() == m.id;
   if (!founder) {
@@ -114,12 +125,17 @@ void TestCluster::StartMember(Member& m, bool force_new_cluster) {
   absl::StatusOr<std::unique_ptr<RaftNode>> node =
       RaftNode::Start(opts, m.kv.get(), m.transport.get());
   if (!node.ok()) {
-    fprintf(stderr, "raft node %lu failed to start: %s\n", static_cast<unsigned long>(m.id),
-            std::string(node.status().message()).c_str());
-    std::abort();
+    // Leave the member stopped, as before the attempt.
+    m.transport->Stop();
+    m.server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+    m.transport.reset();
+    m.server.reset();
+    m.service.reset();
+    return node.status();
   }
   m.node = std::move(*node);
   m.handler.Set(m.node.get());
+  return absl::OkStatus();
 }
 
 void TestCluster::Bootstrap(int n) {
@@ -169,6 +185,10 @@ void TestCluster::StopMember(uint64_t id) {
 }
 
 void TestCluster::RestartMember(uint64_t id) { StartMember(*members_.at(id)); }
+
+absl::Status TestCluster::TryRestartMember(uint64_t id) {
+  return TryStartMember(*members_.at(id), /*force_new_cluster=*/false);
+}
 
 void TestCluster::RestartMemberAsNewCluster(uint64_t id) {
   StartMember(*members_.at(id), /*force_new_cluster=*/true);

@@ -61,6 +61,11 @@ class TestCluster {
   uint64_t AddEmptyMember();
   void StopMember(uint64_t id);     // a clean stop (process exit)
   void RestartMember(uint64_t id);  // from its directory, on its old port
+  // RestartMember that reports a failure to start instead of aborting.
+  absl::Status TryRestartMember(uint64_t id);
+  // Member `id`'s own Encrypter (not owned), instead of the base options' one, from its next
+  // start on. Call before Bootstrap() for founders (they are 1..n).
+  void SetEncrypter(uint64_t id, Encrypter* encrypter) { encrypters_[id] = encrypter; }
   // Restarts a stopped member alone with RaftNodeOptions::force_new_cluster.
   void RestartMemberAsNewCluster(uint64_t id);
 
@@ -81,11 +86,13 @@ class TestCluster {
 
  private:
   void StartMember(Member& m, bool force_new_cluster = false);
+  absl::Status TryStartMember(Member& m, bool force_new_cluster);
 
   RaftNodeOptions base_;
   std::string root_;
   std::map<uint64_t, std::unique_ptr<Member>> members_;
   std::vector<api::RaftMember> founders_;
+  std::map<uint64_t, Encrypter*> encrypters_;
   uint64_t next_id_ = 1;
 };
 

@@ -1,11 +1,11 @@
-#include <chrono>
-#include <iostream>
 #include "raft/storage/durable_log.h"
 
 #include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
@@ -448,15 +448,9 @@ absl::Status DurableLog::SaveSnapshot(const raftpb::Snapshot& snapshot) {
 
 absl::Status DurableLog::Reseal() {
   if (absl::Status s = CheckWritable(); !s.ok()) return s;
-  auto t0 = std::chrono::steady_clock::now();
   if (absl::Status s = ResealSnapshotFiles(); !s.ok()) return s;
-  auto t1 = std::chrono::steady_clock::now();
   if (absl::Status s = ResealDatabase(); !s.ok()) return s;
-  auto t2 = std::chrono::steady_clock::now();
-  auto r = PurgeSupersededCopies();
-  auto t3 = std::chrono::steady_clock::now();
-  std::cerr << "TIMING snap " << (t1-t0).count()/1000 << "us db " << (t2-t1).count()/1000 << "us purge " << (t3-t2).count()/1000 << "us\n";
-  return r;
+  return PurgeSupersededCopies();
 }
 
 absl::Status DurableLog::ResealSnapshotFiles() {
@@ -563,7 +557,23 @@ absl::Status DurableLog::PurgeSupersededCopies() {
   if (rocksdb::Status s = db_->CompactRange(co, nullptr, nullptr); !s.ok()) {
     return fail(s, "compacting the database");
   }
-  return absl::OkStatus();
+  // A background job deletes the files it made obsolete just before it counts itself finished,
+  // and the calls above may return slightly earlier: wait until no flush or compaction runs.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (true) {
+    uint64_t flushes = 0, compactions = 0;
+    if (!db_->GetIntProperty("rocksdb.num-running-flushes", &flushes) ||
+        !db_->GetIntProperty("rocksdb.num-running-compactions", &compactions)) {
+      return fail(rocksdb::Status::NotSupported("no running-job properties"),
+                  "waiting for obsolete files to be deleted");
+    }
+    if (flushes == 0 && compactions == 0) return absl::OkStatus();
+    if (absl::Now() > deadline) {
+      return fail(rocksdb::Status::TimedOut("background jobs still running after 30 s"),
+                  "waiting for obsolete files to be deleted");
+    }
+    absl::SleepFor(absl::Milliseconds(1));
+  }
 }
 
 absl::Status DurableLog::Compact(uint64_t index) {

@@ -14,6 +14,12 @@
 // was written), i.e. atomicity and ordering of saves, torn snapshot writes, recovery code. It
 // cannot simulate power loss, so it does not prove that synced data was really fsynced.
 //
+// A second test kills a process in the middle of DurableLog::Reseal() (a key rotation from key A
+// to key B): the log must then load, identical, with both keys on the ring; a Reseal() that
+// reported success must leave a log that loads with B alone; and after an interrupted one, a
+// second Reseal() must finish the rotation. Its reports: "S" (about to reseal), "R <micros>"
+// (Reseal returned OK, and how long it took).
+//
 // Replay: the test prints its seed; run with --test_env=SHOAL_CRASH_TEST_SEED=<seed>. The
 // writer's operations replay exactly; the kill moment within an operation depends on timing.
 #include <fcntl.h>
@@ -27,7 +33,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <random>
@@ -43,6 +51,7 @@
 #include "gtest/gtest.h"
 #include "raft/storage/aes_gcm_encrypter.h"
 #include "raft/storage/durable_log.h"
+#include "raft/storage/test_key_ring.h"
 #include "tests/harness/process.h"
 
 namespace shoal::raft {
@@ -267,20 +276,46 @@ int RunWriter(const std::string& dir, uint64_t seed) {
   return 0;
 }
 
+// ---- The resealer (child process of the Reseal crash test). ----
+
+int RunResealer(const std::string& dir) {
+  testing::TestKeyRing ring("AB");  // B current, A still readable
+  auto log = DurableLog::Open(dir, &ring);
+  if (!log.ok()) {
+    std::cerr << "resealer: open: " << log.status() << "\n";
+    return 2;
+  }
+  Report("S");
+  const absl::Time start = absl::Now();
+  absl::Status s = (*log)->Reseal();
+  if (!s.ok()) {
+    std::cerr << "resealer: reseal: " << s << "\n";
+    return 3;
+  }
+  Report(absl::StrCat("R ", absl::ToInt64Microseconds(absl::Now() - start)));
+  return 0;
+}
+
 // ---- The test (parent process). ----
 
 // The writer process and the read end of its report pipe; killed and reaped when this goes.
 class Writer {
  public:
   static Writer Start(const std::string& dir, uint64_t seed) {
+    return Spawn({"--writer", dir, absl::StrCat(seed)});
+  }
+  // The Reseal() child (RunResealer).
+  static Writer StartResealer(const std::string& dir) { return Spawn({"--resealer", dir}); }
+
+  static Writer Spawn(const std::vector<std::string>& args) {
     Writer w;
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) return w;
     // Everything exec needs is built before fork: the child may only call async-signal-safe
     // functions until exec.
-    const std::string seed_arg = absl::StrCat(seed);
-    std::vector<const char*> argv = {"/proc/self/exe", "--writer", dir.c_str(), seed_arg.c_str(),
-                                     nullptr};
+    std::vector<const char*> argv = {"/proc/self/exe"};
+    for (const std::string& a : args) argv.push_back(a.c_str());
+    argv.push_back(nullptr);
     const pid_t pid = ::fork();
     if (pid == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -444,10 +479,164 @@ TEST(DurableLogCrashTest, KilledWriterLosesNoAcknowledgedSave) {
             << model.snap_index << ", last index " << model.LastIndex() << std::endl;
 }
 
+// Reseal crash test.
+
+// Every file under `dir` that holds bytes sealed by key `tag`.
+int FilesSealedBy(const std::string& dir, char tag) {
+  const std::string marker = testing::TestKeyRing::Marker(tag);
+  int n = 0;
+  for (const auto& f : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!f.is_regular_file()) continue;
+    std::ifstream in(f.path(), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    if (bytes.find(marker) != std::string::npos) ++n;
+  }
+  return n;
+}
+
+// Loads `dir` with `ring`; the serialized state, or the error.
+absl::StatusOr<std::string> LoadSerialized(const std::string& dir, Encrypter* ring) {
+  auto log = DurableLog::Open(dir, ring);
+  if (!log.ok()) return log.status();
+  auto st = (*log)->Load();
+  if (!st.ok()) return st.status();
+  std::string out = st->hard_state.SerializeAsString() + "|" + st->snapshot.SerializeAsString();
+  for (const raftpb::Entry& e : st->entries) absl::StrAppend(&out, "|", e.SerializeAsString());
+  // The older snapshot file is kept on disk too and must stay readable.
+  RecordCodec codec(ring);
+  auto files = SnapshotFiles::Open(dir + "/snap", &codec);
+  if (!files.ok()) return files.status();
+  auto ids = (*files)->List();
+  if (!ids.ok()) return ids.status();
+  for (const SnapshotId& id : *ids) {
+    auto snap = (*files)->Read(id);
+    if (!snap.ok()) return snap.status();
+    absl::StrAppend(&out, "|file ", id.term, "/", id.index);
+  }
+  return out;
+}
+
+TEST(DurableLogCrashTest, KilledResealLeavesALogThatLoadsWithBothKeys) {
+  const uint64_t seed = TestSeed();
+  std::cout << "reseal crash test seed " << seed
+            << " (replay: --test_env=SHOAL_CRASH_TEST_SEED=" << seed << ")" << std::endl;
+  std::mt19937_64 rng(seed);
+  ::shoal::testing::TempDir tmp("shoal-resealcrash");
+
+  // The log every round starts from, all under key A: an older and a current snapshot file,
+  // 6,000 entries after the current snapshot (six write batches of Reseal), a hard state.
+  const std::string original = tmp.path() + "/original";
+  std::string want;
+  {
+    testing::TestKeyRing ring("A");
+    auto log = DurableLog::Open(original, &ring);
+    ASSERT_TRUE(log.ok()) << log.status();
+    std::vector<raftpb::Entry> entries;
+    auto flush = [&](bool sync) {
+      ASSERT_TRUE((*log)->Save(std::nullopt, entries, sync).ok());
+      entries.clear();
+    };
+    for (uint64_t i = 1; i <= 6150; ++i) {
+      raftpb::Entry& e = entries.emplace_back();
+      e.set_index(i);
+      e.set_term(i <= 150 ? 1 : 2);
+      e.set_data(EntryData(i, e.term()));
+      if (i == 150 || i % 1000 == 0) flush(false);
+      if (i == 150) {
+        ASSERT_TRUE((*log)->SaveSnapshot(MakeSnapshot(100, 1)).ok());
+        ASSERT_TRUE((*log)->SaveSnapshot(MakeSnapshot(150, 1)).ok());
+      }
+    }
+    flush(true);
+    raftpb::HardState hs;
+    hs.set_term(2);
+    hs.set_vote(1);
+    hs.set_commit(6100);
+    ASSERT_TRUE((*log)->Save(hs, {}, true).ok());
+  }
+  {
+    testing::TestKeyRing ring("A");
+    absl::StatusOr<std::string> loaded = LoadSerialized(original, &ring);
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    want = *loaded;
+  }
+
+  absl::Duration reseal_time = absl::ZeroDuration();  // measured by the first, unkilled round
+  int finished = 0, mixed = 0, untouched = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    SCOPED_TRACE(absl::StrCat("seed ", seed, " round ", round));
+    const std::string dir = absl::StrCat(tmp.path(), "/round-", round);
+    std::filesystem::copy(original, dir, std::filesystem::copy_options::recursive);
+    // Round 0 calibrates; later rounds kill at a random moment up to 20% past the expected end.
+    const bool kill = round > 0;
+    const absl::Duration delay = kill ? absl::Microseconds(std::uniform_int_distribution<int64_t>(
+                                            0, absl::ToInt64Microseconds(reseal_time) * 6 / 5)(rng))
+                                      : absl::ZeroDuration();
+
+    Writer child = Writer::StartResealer(dir);
+    ASSERT_TRUE(child.ok());
+    bool done = false;
+    auto handle = [&](const std::string& line) {
+      if (line == "S") return;
+      ASSERT_EQ(line.substr(0, 2), "R ") << "bad report: " << line;
+      int64_t micros = 0;
+      ASSERT_TRUE(absl::SimpleAtoi(line.substr(2), &micros)) << line;
+      if (round == 0) reseal_time = absl::Microseconds(micros);
+      done = true;
+    };
+    std::optional<std::string> line = child.ReadLine(absl::Seconds(30));
+    ASSERT_EQ(line, std::optional<std::string>("S")) << "resealer failed (see its stderr above)";
+    if (kill) {
+      absl::SleepFor(delay);  // choosing the kill moment, not waiting for anything
+      child.Kill();
+    }
+    while (std::optional<std::string> l = child.ReadLine(absl::Seconds(30))) handle(*l);
+    child.Kill();
+    if (round == 0) {
+      ASSERT_TRUE(done) << "the calibration round's Reseal did not finish";
+      std::cout << "a Reseal of this log takes " << reseal_time << std::endl;
+    }
+
+    // With both keys, the log always loads and holds exactly what it held.
+    testing::TestKeyRing both("AB");
+    absl::StatusOr<std::string> got = LoadSerialized(dir, &both);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_TRUE(*got == want) << "the log changed";
+
+    const int sealed_by_a = FilesSealedBy(dir, 'A');
+    if (done) {
+      ++finished;
+      EXPECT_EQ(sealed_by_a, 0) << "Reseal returned OK but files still hold key A's records";
+    } else if (FilesSealedBy(dir, 'B') > 0) {
+      ++mixed;
+    } else {
+      ++untouched;
+    }
+    if (!done) {
+      // A second Reseal finishes what the killed one started.
+      auto log = DurableLog::Open(dir, &both);
+      ASSERT_TRUE(log.ok()) << log.status();
+      ASSERT_TRUE((*log)->Reseal().ok());
+    }
+    EXPECT_EQ(FilesSealedBy(dir, 'A'), 0);
+    testing::TestKeyRing only_b("B");
+    got = LoadSerialized(dir, &only_b);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_TRUE(*got == want) << "the log changed";
+    std::filesystem::remove_all(dir);
+  }
+  std::cout << kRounds << " rounds: " << finished << " reseals finished before the kill, " << mixed
+            << " killed midway (records under both keys), " << untouched
+            << " killed before the first write" << std::endl;
+}
+
 }  // namespace
 }  // namespace shoal::raft
 
 int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "--resealer") {
+    return shoal::raft::RunResealer(argv[2]);
+  }
   if (argc == 4 && std::string(argv[1]) == "--writer") {
     uint64_t seed = 0;
     if (!absl::SimpleAtoi(argv[3], &seed)) return 2;
