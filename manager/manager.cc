@@ -1,11 +1,19 @@
 #include "manager/manager.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <random>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
+#include "common/unique_fd.h"
 #include "manager/ca/ca_server.h"
 #include "manager/ca/rotation.h"
 #include "manager/cluster_object.h"
@@ -53,6 +61,47 @@ absl::Status FromGrpc(const grpc::Status& s, const std::string& what) {
 
 std::chrono::system_clock::time_point GrpcDeadline(absl::Duration d) {
   return absl::ToChronoTime(absl::Now() + d);
+}
+
+// Whether `addr` (host:port) can be bound for listening now, as gRPC will bind it.
+absl::Status CheckCanListen(const std::string& addr) {
+  const size_t colon = addr.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(addr.substr(colon + 1), &port)) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid listen address ", addr));
+  }
+  std::string host = addr.substr(0, colon);
+  if (!host.empty() && host.front() == '[') host = host.substr(1, host.size() - 2);
+  const bool v6 = host.find(':') != std::string::npos;
+  UniqueFd fd(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return absl::InternalError("cannot create a socket");
+  const int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (v6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(static_cast<uint16_t>(port));
+    if (::inet_pton(AF_INET6, host.c_str(), &a->sin6_addr) != 1) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid listen address ", addr));
+    }
+    len = sizeof(*a);
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(static_cast<uint16_t>(port));
+    if (::inet_pton(AF_INET, host.c_str(), &a->sin_addr) != 1) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid listen address ", addr));
+    }
+    len = sizeof(*a);
+  }
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", addr, " for the manager port: ", std::strerror(errno),
+        " (is it in use, or not an address of this host?); choose another with --listen-addr"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -164,8 +213,15 @@ class Manager::MembershipService final : public api::RaftMembership::Service {
 
   grpc::Status Leave(grpc::ServerContext* context, const api::LeaveRequest* request,
                      api::LeaveResponse*) override {
-    if (grpc::Status s = AuthorizeNode(*context, {pki::Role::kManager}, *m_->store_); !s.ok()) {
+    pki::NodeIdentity caller;
+    if (grpc::Status s = AuthorizeNode(*context, {pki::Role::kManager}, *m_->store_, &caller);
+        !s.ok()) {
       return s;
+    }
+    // A demoted manager keeps its certificate until it renews: the store's role decides.
+    if (!m_->IsManagerInStore(caller.node_id)) {
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          absl::StrCat("node ", caller.node_id, " is no longer a manager"));
     }
     return ToGrpc(m_->RemoveMember(request->raft_id(), absl::Now() + kRpcTimeout));
   }
@@ -199,6 +255,19 @@ absl::StatusOr<std::unique_ptr<Manager>> Manager::Start(ManagerOptions options) 
   std::unique_ptr<Manager> m(new Manager(std::move(options)));
   if (absl::Status s = m->Init(); !s.ok()) {
     m->Stop(absl::ZeroDuration());
+    if (m->joined_now_) {
+      // Give back the Raft seat taken for a manager that will not run, so it does not count
+      // against the quorum.
+      for (const std::string& addr : m->options_.join_addrs) {
+        auto stub = api::RaftMembership::NewStub(m->DialManager(addr));
+        grpc::ClientContext ctx;
+        ctx.set_deadline(GrpcDeadline(absl::Seconds(10)));
+        api::LeaveRequest req;
+        req.set_raft_id(m->raft_id_);
+        api::LeaveResponse resp;
+        if (stub->Leave(&ctx, req, &resp).ok()) break;
+      }
+    }
     return s;
   }
   return m;
@@ -244,7 +313,10 @@ absl::Status Manager::Init() {
       break;
     }
     case ManagerOptions::Mode::kJoin:
+      // Fail before taking a Raft seat if the manager port cannot be served.
+      if (absl::Status s = CheckCanListen(options_.listen_addr); !s.ok()) return s;
       if (absl::Status s = JoinRaft(&join_members); !s.ok()) return s;
+      joined_now_ = true;
       break;
     case ManagerOptions::Mode::kRestart:
     case ManagerOptions::Mode::kForceNewCluster: {
@@ -318,6 +390,7 @@ absl::Status Manager::Init() {
       raft::RaftNode::Start(ropts, state_machine_.get(), transport_.get());
   if (!node.ok()) return node.status();
   raft_ = std::move(*node);
+  raft_ptr_.store(raft_.get());
   handler_->Set(raft_.get());
   proposer_->Set(raft_.get());
 
@@ -338,7 +411,21 @@ absl::Status Manager::Init() {
 }
 
 absl::Status Manager::JoinRaft(std::vector<api::RaftMember>* members) {
+  // Retried while the swarm is busy (an election, another membership change): UNAVAILABLE.
+  const absl::Time give_up = absl::Now() + absl::Seconds(60);
+  absl::Duration backoff = absl::Milliseconds(100);
+  for (;;) {
+    absl::Status s = JoinRaftOnce(members);
+    if (s.ok() || !absl::IsUnavailable(s) || absl::Now() + backoff >= give_up) return s;
+    spdlog::info("joining Raft: {}; retrying", s.ToString());
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(2));
+  }
+}
+
+absl::Status Manager::JoinRaftOnce(std::vector<api::RaftMember>* members) {
   std::string errors;
+  bool all_unavailable = true;
   for (const std::string& addr : options_.join_addrs) {
     auto stub = api::RaftMembership::NewStub(DialManager(addr));
     api::JoinRequest req;
@@ -353,9 +440,13 @@ absl::Status Manager::JoinRaft(std::vector<api::RaftMember>* members) {
       return absl::OkStatus();
     }
     absl::StrAppend(&errors, errors.empty() ? "" : "; ", addr, ": ", s.error_message());
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
+        s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+      all_unavailable = false;
+    }
   }
-  return absl::UnavailableError(
-      absl::StrCat("could not join the managers' Raft group (", errors, ")"));
+  const std::string msg = absl::StrCat("could not join the managers' Raft group (", errors, ")");
+  return all_unavailable ? absl::UnavailableError(msg) : absl::FailedPreconditionError(msg);
 }
 
 absl::Status Manager::StartServer() {
@@ -364,6 +455,9 @@ absl::Status Manager::StartServer() {
                              options_.certs.root_ca_pem, pki::ClientCertPolicy::kVerifyIfPresent);
   if (!creds.ok()) return creds.status();
   grpc::ServerBuilder builder;
+  // gRPC sets SO_REUSEPORT by default: a second node on this host and port would then bind too,
+  // and the kernel would split connections between the two managers.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   raft::TransportService::ConfigureServerBuilder(&builder);
   builder.AddListeningPort(options_.listen_addr, *creds, &listen_port_);
   builder.RegisterService(transport_auth_.get());
@@ -471,11 +565,12 @@ void Manager::OnLeadershipChange(bool leading) {
     ca_rotation_->Start();
     return;
   }
+  // The dispatcher first: it must not judge liveness while the others wind down.
+  if (dispatcher_ != nullptr) dispatcher_->Stop();
   if (ca_rotation_ != nullptr) ca_rotation_->Stop();
   ca_rotation_.reset();
   if (role_manager_ != nullptr) role_manager_->Stop();
   role_manager_.reset();
-  if (dispatcher_ != nullptr) dispatcher_->Stop();
 }
 
 void Manager::PromoteCaughtUpLearners(const raft::RaftNode::Info& info) {
@@ -518,8 +613,9 @@ void Manager::ProbeReachability() {
 // --- Autolock: follow the cluster's unlock key -------------------------------------------------
 
 void Manager::WatchUnlockKey() {
-  auto newest_key = [](const store::ReadTx& tx) -> std::string {
+  auto newest_key = [](const store::ReadTx& tx, bool* have_cluster) -> std::string {
     const api::Cluster* c = FindCluster(tx);
+    *have_cluster = c != nullptr;
     if (c == nullptr) return "";
     const api::EncryptionKey* newest = nullptr;
     for (const api::EncryptionKey& k : c->unlock_keys()) {
@@ -527,70 +623,117 @@ void Manager::WatchUnlockKey() {
     }
     return newest == nullptr ? "" : newest->key();
   };
-  std::string current;
-  std::unique_ptr<store::Watcher> watcher = store_->ViewAndWatch(
-      [&](const store::ReadTx& tx) {
-        if (FindCluster(tx) != nullptr) current = newest_key(tx);
-      },
-      store::WatchFilter::Kind(api::OBJECT_KIND_CLUSTER));
-  auto apply = [&](const std::string& key) {
-    std::string old;
-    {
-      absl::MutexLock lock(&mu_);
-      if (key == kek_) return;
-      old = kek_;
-    }
-    if (absl::Status s = RewrapKeys(key); !s.ok()) {
-      spdlog::error("cannot re-encrypt this manager's keys after an unlock key change: {}",
-                    s.ToString());
-      return;
-    }
-    if (options_.on_kek_change) options_.on_kek_change(key);
-  };
-  // A cluster already loaded (restart) tells the key at once.
-  bool have_cluster = false;
-  store_->View([&](const store::ReadTx& tx) { have_cluster = FindCluster(tx) != nullptr; });
-  if (have_cluster) apply(current);
+  std::unique_ptr<store::Watcher> watcher;
+  absl::Time next_attempt = absl::InfinitePast();
+  absl::Time next_reseal = absl::InfinitePast();
   for (;;) {
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) break;
     }
-    absl::StatusOr<store::StoreChange> change = watcher->Next(absl::Now() + kLeadershipPoll);
-    if (!change.ok()) {
-      if (absl::IsDeadlineExceeded(change.status())) continue;
-      // Closed (e.g. a snapshot was restored): watch again from a fresh view.
-      watcher = store_->ViewAndWatch(
-          [&](const store::ReadTx& tx) {
-            if (FindCluster(tx) != nullptr) apply(newest_key(tx));
-          },
-          store::WatchFilter::Kind(api::OBJECT_KIND_CLUSTER));
-      continue;
+    if (watcher == nullptr) {
+      watcher = store_->ViewAndWatch([](const store::ReadTx&) {},
+                                     store::WatchFilter::Kind(api::OBJECT_KIND_CLUSTER));
     }
+    // Compare on every wake-up (a change, or the poll): a failed re-wrap is retried.
+    bool have_cluster = false;
     std::string key;
-    store_->View([&](const store::ReadTx& tx) { key = newest_key(tx); });
-    apply(key);
+    store_->View([&](const store::ReadTx& tx) { key = newest_key(tx, &have_cluster); });
+    std::string current;
+    {
+      absl::MutexLock lock(&mu_);
+      current = kek_;
+    }
+    if (have_cluster && key != current && absl::Now() >= next_attempt) {
+      absl::Status s =
+          options_.on_kek_change ? options_.on_kek_change(*this, key) : ChangeKeysOwnFilesOnly(key);
+      if (s.ok()) {
+        spdlog::info("manager keys re-wrapped under the {} (autolock {})",
+                     key.empty() ? "clear" : "new unlock key", key.empty() ? "off" : "on");
+      } else {
+        spdlog::error("cannot re-wrap this manager's keys after an unlock key change: {}",
+                      s.ToString());
+        next_attempt = absl::Now() + absl::Seconds(1);
+      }
+    }
+    if (absl::Now() >= next_reseal) {
+      if (absl::Status s = FinishDataKeyRotation(); !s.ok()) {
+        spdlog::warn("data key rotation: {}; retrying", s.ToString());
+        next_reseal = absl::Now() + absl::Seconds(5);
+      }
+    }
+    absl::StatusOr<store::StoreChange> change = watcher->Next(absl::Now() + kLeadershipPoll);
+    if (!change.ok() && !absl::IsDeadlineExceeded(change.status())) {
+      watcher.reset();  // closed (e.g. a snapshot was restored): watch again
+    }
   }
 }
 
-absl::Status Manager::RewrapKeys(const std::string& kek) {
-  std::string old;
+absl::Status Manager::StageKeys(const std::string& new_kek) {
+  // A new unlock key also brings a new data key: whoever could read the old DEK file (in the
+  // clear before autolock, or under a leaked unlock key) must not read what is written next.
+  encryption::DekState state = Ring()->State();
+  uint32_t next_id = 0;
+  for (const encryption::DataKey& k : state.keys) next_id = std::max(next_id, k.id);
+  staged_key_ = encryption::NewDataKey(next_id + 1);
+  state.keys.push_back(staged_key_);
+  state.current_id = staged_key_.id;
+  absl::Status s = encryption::DekFile::SaveStaged(options_.state_dir, state, new_kek);
+  encryption::WipeDekState(&state);
+  return s;
+}
+
+absl::Status Manager::CommitKeys(const std::string& new_kek) {
+  if (absl::Status s = encryption::DekFile::CommitStaged(options_.state_dir); !s.ok()) return s;
+  if (absl::Status s = Ring()->AddKeyAndMakeCurrent(staged_key_); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  kek_ = new_kek;
+  return absl::OkStatus();
+}
+
+encryption::KeyRingEncrypter* Manager::Ring() const {
+  return static_cast<encryption::KeyRingEncrypter*>(encrypter_.get());
+}
+
+absl::Status Manager::FinishDataKeyRotation() {
+  encryption::KeyRingEncrypter* ring = Ring();
+  if (ring->key_ids().size() <= 1) return absl::OkStatus();
+  const uint32_t current = ring->current_id();
+  const absl::Time start = absl::Now();
+  // Every record on disk is sealed again under the current key; then the older keys can go.
+  if (absl::Status s = raft_->Reseal(absl::Now() + absl::Seconds(60)); !s.ok()) return s;
+  for (uint32_t id : ring->key_ids()) {
+    if (id == current) continue;
+    if (absl::Status s = ring->DropKey(id); !s.ok()) return s;
+  }
+  std::string kek;
   {
     absl::MutexLock lock(&mu_);
-    old = kek_;
+    kek = kek_;
   }
-  absl::StatusOr<encryption::DekState> dek = encryption::DekFile::Load(options_.state_dir, old);
-  if (!dek.ok()) return dek.status();
-  if (absl::Status s = encryption::DekFile::Save(options_.state_dir, *dek, kek); !s.ok()) return s;
-  absl::MutexLock lock(&mu_);
-  kek_ = kek;
-  return absl::OkStatus();
+  encryption::DekState state = ring->State();
+  absl::Status s = encryption::DekFile::Save(options_.state_dir, state, kek);
+  encryption::WipeDekState(&state);
+  if (s.ok()) {
+    spdlog::info("data key rotated: the Raft log was re-sealed under key {} in {}", current,
+                 absl::FormatDuration(absl::Now() - start));
+  }
+  return s;
+}
+
+void Manager::AbortKeys() { encryption::DekFile::DiscardStaged(options_.state_dir); }
+
+absl::Status Manager::ChangeKeysOwnFilesOnly(const std::string& new_kek) {
+  if (absl::Status s = StageKeys(new_kek); !s.ok()) return s;
+  return CommitKeys(new_kek);
 }
 
 // --- RaftControl -------------------------------------------------------------------------------
 
 std::vector<ManagerMember> Manager::Members() const {
-  const raft::RaftNode::Info info = raft_->GetInfo();
+  raft::RaftNode* raft = raft_ptr_.load();
+  if (raft == nullptr) return {};
+  const raft::RaftNode::Info info = raft->GetInfo();
   absl::flat_hash_map<uint64_t, bool> reachable;
   {
     absl::MutexLock lock(&mu_);
@@ -613,20 +756,30 @@ std::vector<ManagerMember> Manager::Members() const {
 }
 
 bool Manager::IsLeader() const {
-  return raft_ != nullptr && raft_->GetInfo().state == raft::StateType::kLeader;
+  raft::RaftNode* raft = raft_ptr_.load();
+  return raft != nullptr && raft->GetInfo().state == raft::StateType::kLeader;
 }
 
 std::string Manager::LeaderAddr() const {
-  const raft::RaftNode::Info info = raft_->GetInfo();
+  raft::RaftNode* raft = raft_ptr_.load();
+  if (raft == nullptr) return "";
+  const raft::RaftNode::Info info = raft->GetInfo();
   for (const api::RaftMember& m : info.members) {
     if (m.raft_id() == info.leader) return m.addr();
   }
   return "";
 }
 
-absl::Status Manager::ReadBarrier(absl::Time deadline) { return raft_->LinearizableRead(deadline); }
+absl::Status Manager::ReadBarrier(absl::Time deadline) {
+  raft::RaftNode* raft = raft_ptr_.load();
+  if (raft == nullptr) return absl::UnavailableError("this manager is still starting; retry");
+  return raft->LinearizableRead(deadline);
+}
 
 absl::Status Manager::RemoveMember(uint64_t raft_id, absl::Time deadline) {
+  if (raft_ptr_.load() == nullptr) {
+    return absl::UnavailableError("this manager is still starting; retry");
+  }
   if (raft_id != raft_id_) {
     if (IsLeader()) return raft_->RemoveMember(raft_id, deadline);
     return LeaveThroughLeader(raft_id, deadline, "removing the Raft member");
@@ -638,7 +791,7 @@ absl::Status Manager::RemoveMember(uint64_t raft_id, absl::Time deadline) {
     uint64_t best = 0;
     uint64_t best_match = 0;
     for (const auto& [id, pr] : info.progress) {
-      if (pr.learner) continue;
+      if (pr.learner || !pr.recent_active) continue;
       if (best == 0 || pr.match > best_match) {
         best = id;
         best_match = pr.match;
@@ -668,13 +821,11 @@ absl::Status Manager::LeaveThroughLeader(uint64_t raft_id, absl::Time deadline,
 
 absl::Status Manager::AdmitMember(const std::string& node_id, const std::string& addr,
                                   api::JoinResponse* response) {
+  if (raft_ptr_.load() == nullptr) {
+    return absl::UnavailableError("this manager is still starting; retry");
+  }
   // Only nodes the swarm made managers (by token or promotion) may take part in Raft.
-  bool is_manager = false;
-  store_->View([&](const store::ReadTx& tx) {
-    const api::Node* n = tx.Get<api::Node>(node_id);
-    is_manager = n != nullptr && n->role() == api::NODE_ROLE_MANAGER;
-  });
-  if (!is_manager) {
+  if (!IsManagerInStore(node_id)) {
     return absl::PermissionDeniedError(
         absl::StrCat("node ", node_id, " is not a manager of this swarm; it cannot join Raft"));
   }
@@ -691,15 +842,30 @@ absl::Status Manager::AdmitMember(const std::string& node_id, const std::string&
   member.set_raft_id(NewRaftId(info.members));
   member.set_node_id(node_id);
   member.set_addr(addr);
-  if (absl::Status s = raft_->AddMember(member, /*as_learner=*/true, absl::Now() + kRpcTimeout);
-      !s.ok()) {
-    return s;
+  // Raft takes one membership change at a time: while another is in flight (a learner being
+  // promoted, another join) the proposal is dropped with UNAVAILABLE. Retry until the deadline.
+  const absl::Time deadline = absl::Now() + kRpcTimeout;
+  for (absl::Duration backoff = absl::Milliseconds(50);;
+       backoff = std::min(backoff * 2, absl::Seconds(1))) {
+    absl::Status s = raft_->AddMember(member, /*as_learner=*/true, deadline);
+    if (s.ok()) break;
+    if (!absl::IsUnavailable(s) || absl::Now() + backoff >= deadline) return s;
+    absl::SleepFor(backoff);
   }
   spdlog::info("manager {} joined Raft as learner {:x} at {}", node_id, member.raft_id(), addr);
   info = raft_->GetInfo();
   response->set_raft_id(member.raft_id());
   response->mutable_members()->Assign(info.members.begin(), info.members.end());
   return absl::OkStatus();
+}
+
+bool Manager::IsManagerInStore(const std::string& node_id) const {
+  bool is_manager = false;
+  store_->View([&](const store::ReadTx& tx) {
+    const api::Node* n = tx.Get<api::Node>(node_id);
+    is_manager = n != nullptr && n->role() == api::NODE_ROLE_MANAGER;
+  });
+  return is_manager;
 }
 
 std::shared_ptr<grpc::Channel> Manager::DialManager(const std::string& addr) const {

@@ -22,6 +22,7 @@
 #ifndef SHOAL_MANAGER_MANAGER_H_
 #define SHOAL_MANAGER_MANAGER_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -33,6 +34,8 @@
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "grpcpp/grpcpp.h"
+#include "manager/encryption/data_key.h"
+#include "manager/encryption/key_ring_encrypter.h"
 #include "manager/raft_control.h"
 #include "manager/store/memory_store.h"
 #include "pki/certificate_store.h"
@@ -58,6 +61,7 @@ class ManagerCaService;
 class RoleManager;
 class CaRotationReconciler;
 class ManagerMetrics;
+class Manager;
 
 struct ManagerOptions {
   enum class Mode { kInit, kJoin, kRestart, kForceNewCluster };
@@ -79,9 +83,13 @@ struct ManagerOptions {
 
   Clock* clock = nullptr;                   // nullptr = RealClock()
   prometheus::Registry* metrics = nullptr;  // nullptr = no metrics
-  // Called (from a manager thread) when the cluster's newest unlock key changes; the key is
-  // empty when autolock was switched off. The node re-wraps its own key file with it.
-  std::function<void(const std::string& new_kek)> on_kek_change;
+  // Called (from a manager thread; `self` is the manager) when the cluster's newest unlock key
+  // differs from the one this manager's keys are wrapped with; the key is empty when autolock
+  // was switched off. The node re-wraps both key files with the two-step protocol of
+  // encryption::DekFile: self.StageKeys(k), re-wrap its own node key, self.CommitKeys(k) (or
+  // self.AbortKeys() on failure). An error is retried a second later. Unset: the manager
+  // re-wraps only its DEK file.
+  std::function<absl::Status(Manager& self, const std::string& new_kek)> on_kek_change;
 };
 
 class Manager : public RaftControl {
@@ -102,8 +110,10 @@ class Manager : public RaftControl {
   int listen_port() const { return listen_port_; }
   const ManagerOptions& options() const { return options_; }
 
-  // Re-wraps the DEK file under `kek` ("" = in the clear), e.g. after autolock changed.
-  absl::Status RewrapKeys(const std::string& kek);
+  // The DEK file's part of a KEK change (see ManagerOptions::on_kek_change).
+  absl::Status StageKeys(const std::string& new_kek);
+  absl::Status CommitKeys(const std::string& new_kek);
+  void AbortKeys();
 
   // RaftControl.
   std::vector<ManagerMember> Members() const override;
@@ -115,6 +125,8 @@ class Manager : public RaftControl {
 
   // An mTLS channel to another manager, checked against the name "swarm-manager".
   std::shared_ptr<grpc::Channel> DialManager(const std::string& addr) const;
+  // Whether the store says `node_id` is a manager (its role, not its certificate's).
+  bool IsManagerInStore(const std::string& node_id) const;
   // The leader's manager address, "" when no leader is known.
   std::string LeaderAddr() const;
 
@@ -128,6 +140,7 @@ class Manager : public RaftControl {
   absl::Status Init();
   absl::Status LoadOrCreateKeys();
   absl::Status JoinRaft(std::vector<api::RaftMember>* members);
+  absl::Status JoinRaftOnce(std::vector<api::RaftMember>* members);
   absl::Status StartServer();
   absl::Status CreateInitialObjects();
   void LeadershipLoop();
@@ -135,6 +148,11 @@ class Manager : public RaftControl {
   void PromoteCaughtUpLearners(const raft::RaftNode::Info& info);
   void ProbeReachability();
   void WatchUnlockKey();
+  absl::Status ChangeKeysOwnFilesOnly(const std::string& new_kek);
+  // After a data key rotation (or a restart in the middle of one): re-seals the Raft log under
+  // the current data key, drops the older ones, and rewrites the DEK file. No-op with one key.
+  absl::Status FinishDataKeyRotation();
+  encryption::KeyRingEncrypter* Ring() const;
   // RaftMembership.Leave on the leader.
   absl::Status LeaveThroughLeader(uint64_t raft_id, absl::Time deadline, const std::string& what);
   // On the leader: adds a manager's node to Raft as a learner (RaftMembership.Join).
@@ -144,9 +162,11 @@ class Manager : public RaftControl {
   ManagerOptions options_;
   Clock* const clock_;
   uint64_t raft_id_ = 0;
+  bool joined_now_ = false;  // Init took a new Raft seat (kJoin)
   int listen_port_ = 0;
 
-  std::unique_ptr<raft::Encrypter> encrypter_;
+  std::unique_ptr<raft::Encrypter> encrypter_;  // an encryption::KeyRingEncrypter
+  encryption::DataKey staged_key_;              // the data key of a KEK change in progress
   std::unique_ptr<raft::DeferredHandler> handler_;
   std::unique_ptr<raft::Transport> transport_;
   std::unique_ptr<raft::TransportService> transport_service_;
@@ -154,6 +174,9 @@ class Manager : public RaftControl {
   std::unique_ptr<store::MemoryStore> store_;
   std::unique_ptr<TimedStateMachine> state_machine_;
   std::unique_ptr<raft::RaftNode> raft_;
+  // raft_ as other threads may read it: null until the member is running (the server, and so
+  // the services calling RaftControl, start before it).
+  std::atomic<raft::RaftNode*> raft_ptr_{nullptr};
   std::unique_ptr<ControlApi> control_;
   std::unique_ptr<Dispatcher> dispatcher_;
   std::unique_ptr<NodeCaService> node_ca_;

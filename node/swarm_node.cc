@@ -48,6 +48,10 @@ grpc::Status Error(grpc::StatusCode code, const std::string& message) {
 
 grpc::Status ToGrpc(const absl::Status& s) { return pki::ToGrpcStatus(s); }
 
+absl::Status ToAbsl(const grpc::Status& s) {
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+}
+
 std::chrono::system_clock::time_point Deadline(absl::Duration d) {
   return absl::ToChronoTime(absl::Now() + d);
 }
@@ -267,7 +271,12 @@ void SwarmNode::Resume() {
   absl::StatusOr<pki::NodeCertificates> certs = cert_store_.Load();
   absl::Status s = certs.status();
   if (s.ok()) {
-    s = StartRoles(*certs, "", manager::ManagerOptions::Mode::kRestart, {}, nullptr, nullptr);
+    std::vector<std::string> managers;
+    {
+      absl::MutexLock lock(&mu_);
+      managers = node_state_.managers;
+    }
+    s = StartRoles(*certs, "", ResumeMode(), managers, nullptr, nullptr);
   }
   if (!s.ok()) Fail("cannot resume swarm membership", s);
 }
@@ -287,6 +296,7 @@ absl::Status SwarmNode::StartRoles(const pki::NodeCertificates& certs, const std
     identity_ = *id;
     kek_ = kek;
     state_ = State::kPending;
+    renew_at_ = agent::RenewalScheduler::NextRenewal(*id, bitgen_);
   }
   if (id->role == pki::Role::kManager) {
     if (absl::Status s = StartManager(certs, kek, mode, join_addrs, initial_cluster, initial_node);
@@ -328,7 +338,9 @@ absl::Status SwarmNode::StartManager(const pki::NodeCertificates& certs, const s
   if (initial_node != nullptr) mo.initial_node = *initial_node;
   mo.clock = clock_;
   mo.metrics = options_.metrics;
-  mo.on_kek_change = [this](const std::string& k) { OnKekChange(k); };
+  mo.on_kek_change = [this](manager::Manager& self, const std::string& k) {
+    return OnKekChange(self, k);
+  };
   absl::StatusOr<std::unique_ptr<manager::Manager>> m = manager::Manager::Start(std::move(mo));
   if (!m.ok()) return m.status();
   absl::MutexLock lock(&mu_);
@@ -726,17 +738,9 @@ grpc::Status SwarmNode::Join(const api::JoinSwarmRequest& req, api::JoinSwarmRes
       return ToGrpc(s);
     }
     // An autolocked swarm keeps every manager's keys wrapped: learn the unlock key now.
-    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
-        pki::ChannelCredentials(pki::TlsIdentity{certs.cert_pem, certs.key_pem}, certs.root_ca_pem);
-    if (!creds.ok()) return ToGrpc(creds.status());
-    auto mca =
-        api::CA::NewStub(grpc::CreateCustomChannel(remote, *creds, pki::ManagerChannelArguments()));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(Deadline(absl::Seconds(10)));
-    api::GetManagerUnlockKeyResponse kresp;
-    grpc::Status s = mca->GetManagerUnlockKey(&ctx, api::GetManagerUnlockKeyRequest{}, &kresp);
-    if (!s.ok()) return s;
-    kek = kresp.unlock_key();
+    absl::StatusOr<std::string> key = FetchUnlockKey(certs, {remote});
+    if (!key.ok()) return ToGrpc(key.status());
+    kek = *key;
   } else if (!req.advertise_addr().empty() || !req.listen_addr().empty()) {
     // Kept for a later promotion; a worker does not listen.
     (void)ResolveAddresses(req.listen_addr(), req.advertise_addr(), &ns.listen_addr,
@@ -900,11 +904,13 @@ void SwarmNode::BackgroundLoop() {
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return shutting_down_ || pending_node_.has_value() || pending_root_.has_value();
       };
-      mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(30));
+      mu_.AwaitWithTimeout(absl::Condition(&ready),
+                           state_ == State::kError ? absl::Seconds(5) : absl::Seconds(30));
       if (shutting_down_) return;
       node.swap(pending_node_);
       roots.swap(pending_root_);
     }
+    RetryRolesAfterError();
     if (roots.has_value()) AdoptRoots(*roots);
     if (!node.has_value()) {
       // Periodic: time-based renewal is checked against the certificate's dates.
@@ -934,7 +940,12 @@ void SwarmNode::MaybeRenew(const api::Node& node) {
     managers = session_managers_.empty() ? node_state_.managers : session_managers_;
   }
   const bool by_session = agent::RenewalScheduler::NeedsRenewal(node, id);
-  const bool by_time = clock_->Now() >= id.not_before + (id.not_after - id.not_before) * 0.7;
+  absl::Time renew_at;
+  {
+    absl::MutexLock lock(&mu_);
+    renew_at = renew_at_;
+  }
+  const bool by_time = clock_->Now() >= renew_at;
   if (!by_session && !by_time) return;
   absl::StatusOr<pki::NodeCertificates> renewed = absl::UnavailableError("no manager known");
   for (const std::string& addr : managers) {
@@ -951,8 +962,31 @@ void SwarmNode::MaybeRenew(const api::Node& node) {
     spdlog::warn("renewed certificate unusable: {}", new_id.status().ToString());
     return;
   }
-  if (absl::Status s = cert_store_.Save(*renewed, new_id->role == pki::Role::kManager ? kek : "");
-      !s.ok()) {
+  if (new_id->role == pki::Role::kManager && id.role != pki::Role::kManager) {
+    // Promoted: an autolocked swarm keeps every manager's keys wrapped; learn the unlock key.
+    absl::StatusOr<std::string> key = FetchUnlockKey(*renewed, managers);
+    if (!key.ok()) {
+      spdlog::warn("promotion: cannot fetch the unlock key yet: {}", key.status().ToString());
+      return;  // retried: the session still says the role differs
+    }
+    absl::MutexLock lock(&mu_);
+    kek_ = *key;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    // A session message from before this renewal would ask for another one.
+    pending_node_.reset();
+  }
+  absl::Status saved;
+  {
+    absl::MutexLock keys(&key_mu_);
+    {
+      absl::MutexLock lock(&mu_);
+      kek = kek_;  // re-read: an unlock key change may have happened during the renewal
+    }
+    saved = cert_store_.Save(*renewed, new_id->role == pki::Role::kManager ? kek : "");
+  }
+  if (absl::Status s = saved; !s.ok()) {
     spdlog::error("cannot store the renewed certificate: {}", s.ToString());
     return;
   }
@@ -963,6 +997,7 @@ void SwarmNode::MaybeRenew(const api::Node& node) {
       absl::MutexLock lock(&mu_);
       certs_ = *renewed;
       identity_ = *new_id;
+      renew_at_ = agent::RenewalScheduler::NextRenewal(*new_id, bitgen_);
     }
     ReloadCredentials();
     return;
@@ -985,9 +1020,60 @@ void SwarmNode::MaybeRenew(const api::Node& node) {
     }
   }
   (void)SaveNodeState();
+  if (new_id->role == pki::Role::kWorker) {
+    absl::MutexLock lock(&mu_);
+    kek_.clear();
+  }
   absl::Status s = StartRoles(*renewed, new_id->role == pki::Role::kManager ? kek : "",
                               manager::ManagerOptions::Mode::kJoin, managers, nullptr, nullptr);
   if (!s.ok()) Fail("cannot start the node's new role", s);
+}
+
+manager::ManagerOptions::Mode SwarmNode::ResumeMode() const {
+  // A manager that never finished joining Raft (no member.pb) joins again.
+  return FileExists(absl::StrCat(options_.state_dir, "/raft/member.pb"))
+             ? manager::ManagerOptions::Mode::kRestart
+             : manager::ManagerOptions::Mode::kJoin;
+}
+
+void SwarmNode::RetryRolesAfterError() {
+  absl::MutexLock op(&op_mu_);
+  std::string kek;
+  std::vector<std::string> managers;
+  {
+    absl::MutexLock lock(&mu_);
+    if (state_ != State::kError || shutting_down_) return;
+    kek = kek_;
+    managers = node_state_.managers;
+  }
+  absl::StatusOr<pki::NodeCertificates> certs = cert_store_.Load(kek);
+  if (!certs.ok()) return;
+  StopRoles();
+  absl::Status s = StartRoles(*certs, kek, ResumeMode(), managers, nullptr, nullptr);
+  if (!s.ok()) {
+    Fail("retrying the node's roles", s);
+  } else {
+    spdlog::info("the node's roles are running again");
+  }
+}
+
+absl::StatusOr<std::string> SwarmNode::FetchUnlockKey(const pki::NodeCertificates& certs,
+                                                      const std::vector<std::string>& managers) {
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+      pki::ChannelCredentials(pki::TlsIdentity{certs.cert_pem, certs.key_pem}, certs.root_ca_pem);
+  if (!creds.ok()) return creds.status();
+  absl::Status last = absl::UnavailableError("no manager known");
+  for (const std::string& addr : managers) {
+    auto stub =
+        api::CA::NewStub(grpc::CreateCustomChannel(addr, *creds, pki::ManagerChannelArguments()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline(absl::Seconds(10)));
+    api::GetManagerUnlockKeyResponse resp;
+    grpc::Status s = stub->GetManagerUnlockKey(&ctx, api::GetManagerUnlockKeyRequest{}, &resp);
+    if (s.ok()) return resp.unlock_key();
+    last = ToAbsl(s);
+  }
+  return last;
 }
 
 void SwarmNode::AdoptRoots(const std::string& roots) {
@@ -996,7 +1082,12 @@ void SwarmNode::AdoptRoots(const std::string& roots) {
     absl::MutexLock lock(&mu_);
     if (state_ != State::kActive || shutting_down_ || roots == certs_.root_ca_pem) return;
   }
-  if (absl::Status s = cert_store_.SaveRootCA(roots); !s.ok()) {
+  absl::Status saved;
+  {
+    absl::MutexLock keys(&key_mu_);
+    saved = cert_store_.SaveRootCA(roots);
+  }
+  if (absl::Status s = saved; !s.ok()) {
     spdlog::error("cannot store the swarm's new trust roots: {}", s.ToString());
     return;
   }
@@ -1050,21 +1141,27 @@ void SwarmNode::Fail(const std::string& what, const absl::Status& status) {
   error_ = absl::StrCat(what, ": ", status.message());
 }
 
-void SwarmNode::OnKekChange(const std::string& new_kek) {
+absl::Status SwarmNode::OnKekChange(manager::Manager& manager, const std::string& new_kek) {
+  // Runs on the manager's thread: never take op_mu_ here (StopRoles, under op_mu_, joins it).
+  absl::MutexLock keys(&key_mu_);
   std::string old;
   {
     absl::MutexLock lock(&mu_);
     old = kek_;
   }
-  if (old == new_kek) return;
-  if (absl::Status s = cert_store_.ChangeKek(old, new_kek); !s.ok()) {
-    spdlog::error("cannot re-encrypt this node's key under the new unlock key: {}", s.ToString());
-    return;
+  if (absl::Status s = manager.StageKeys(new_kek); !s.ok()) return s;
+  if (old != new_kek) {
+    if (absl::Status s = cert_store_.ChangeKek(old, new_kek); !s.ok()) {
+      manager.AbortKeys();
+      return s;
+    }
   }
-  absl::MutexLock lock(&mu_);
-  kek_ = new_kek;
-  spdlog::info("node key {} (autolock {})", new_kek.empty() ? "stored in the clear" : "re-wrapped",
-               new_kek.empty() ? "off" : "on");
+  // The node key is the commit point: from here the new key opens both files.
+  {
+    absl::MutexLock lock(&mu_);
+    kek_ = new_kek;
+  }
+  return manager.CommitKeys(new_kek);
 }
 
 }  // namespace shoal::node

@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
@@ -105,12 +106,20 @@ class SwarmNode {
   void OnSessionMessage(const api::SessionMessage& message);
   void BackgroundLoop();
   void MaybeRenew(const api::Node& node);
+  // How a manager certificate on disk resumes its role: kRestart, or kJoin when it never
+  // finished joining Raft.
+  manager::ManagerOptions::Mode ResumeMode() const;
+  // In ERROR (e.g. a role change that failed), tries to start the roles again.
+  void RetryRolesAfterError();
+  // The swarm's current unlock key (raw; empty when autolock is off), from a manager's CA.
+  absl::StatusOr<std::string> FetchUnlockKey(const pki::NodeCertificates& certs,
+                                             const std::vector<std::string>& managers);
   // Adopts the trust roots the managers announce (a root CA rotation's progress).
   void AdoptRoots(const std::string& roots);
   // After new TLS material: a manager restarts its role (its server and Raft transport hold
   // credentials), a worker reconnects its session.
   void ReloadCredentials();
-  void OnKekChange(const std::string& new_kek);
+  absl::Status OnKekChange(manager::Manager& manager, const std::string& new_kek);
   // Logs `status` and puts the node in ERROR (shown by `shoal info`).
   void Fail(const std::string& what, const absl::Status& status);
 
@@ -119,6 +128,9 @@ class SwarmNode {
   pki::CertificateStore cert_store_;
 
   absl::Mutex op_mu_;  // one lifecycle operation at a time; taken before mu_
+  // Serialises changes to the key files (CertificateStore is single-user); taken before mu_,
+  // never held while roles stop.
+  absl::Mutex key_mu_;
 
   mutable absl::Mutex mu_;
   State state_ ABSL_GUARDED_BY(mu_) = State::kInactive;
@@ -127,6 +139,8 @@ class SwarmNode {
   pki::NodeCertificates certs_ ABSL_GUARDED_BY(mu_);
   pki::NodeIdentity identity_ ABSL_GUARDED_BY(mu_);
   std::string kek_ ABSL_GUARDED_BY(mu_);
+  absl::Time renew_at_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  absl::BitGen bitgen_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<manager::Manager> manager_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<agent::Session> session_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> session_managers_ ABSL_GUARDED_BY(mu_);

@@ -528,6 +528,37 @@ TEST_F(SwarmTest, UnlockKeyRotationRewrapsAndTheOldKeyStopsWorking) {
   EXPECT_TRUE(WaitConverged(m, 1, 1)) << m.LogText();
 }
 
+TEST_F(SwarmTest, TurningAutolockOnRotatesTheDataKeyAndKeepsTheData) {
+  ShoaldProcess& m = AddNode("m1");
+  Init(m);
+  const std::string id = NodeId(m);
+  ASSERT_EQ(m.Cli({"node", "update", "--label-add", "before=autolock", id}).exit_code, 0);
+  CommandResult on = m.Cli({"swarm", "update", "--autolock=true"});
+  ASSERT_EQ(on.exit_code, 0) << on.err;
+  const size_t at = on.out.find("SWMKEY-1-");
+  ASSERT_NE(at, std::string::npos) << on.out;
+  const std::string key = on.out.substr(at, on.out.find_first_of(" \n", at) - at);
+  // The manager re-seals its whole Raft log under a fresh data key and drops the old one.
+  ASSERT_TRUE(WaitFor([&] { return m.LogText().find("data key rotated") != std::string::npos; },
+                      kConverge, absl::Milliseconds(100)))
+      << m.LogText();
+  ASSERT_TRUE(absl::StartsWith(ReadAll(m.state_dir() + "/raft/dek.pem"),
+                               "-----BEGIN SHOAL ENCRYPTED PRIVATE KEY-----"));
+  ASSERT_EQ(m.Cli({"node", "update", "--label-add", "after=autolock", id}).exit_code, 0);
+  ASSERT_TRUE(m.Stop().ok());
+  ASSERT_TRUE(m.Start().ok());
+  EXPECT_EQ(Info(m)["Swarm"]["LocalNodeState"], "locked");
+  ASSERT_EQ(m.Cli({"swarm", "unlock"}, {.stdin_data = key + "\n"}).exit_code, 0) << m.LogText();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        CommandResult i = m.Cli({"node", "inspect", id});
+        return i.exit_code == 0 && i.out.find("\"before\"") != std::string::npos &&
+               i.out.find("\"after\"") != std::string::npos;
+      },
+      kConverge, absl::Milliseconds(100)))
+      << m.LogText();
+}
+
 TEST_F(SwarmTest, ManagerExportsRaftAndStoreMetrics) {
   const int port = PickFreeLoopbackPort();
   ShoaldProcess& m = cluster_.Add(ShoaldOptions{

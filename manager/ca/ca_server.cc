@@ -289,19 +289,32 @@ grpc::Status ManagerCaService::GetRootCACertificate(grpc::ServerContext* context
 grpc::Status ManagerCaService::GetManagerUnlockKey(grpc::ServerContext* context,
                                                    const api::GetManagerUnlockKeyRequest*,
                                                    api::GetManagerUnlockKeyResponse* response) {
-  grpc::Status auth = AuthorizeNode(*context, {pki::Role::kManager}, *store_);
+  pki::NodeIdentity caller;
+  grpc::Status auth = AuthorizeNode(*context, {pki::Role::kManager}, *store_, &caller);
   if (!auth.ok()) return auth;
   bool have_cluster = false;
+  bool is_manager = false;
   store_->View([&](const store::ReadTx& tx) {
     const api::Cluster* cluster = FindCluster(tx);
     if (cluster == nullptr) return;
     have_cluster = true;
+    // A demoted manager keeps its certificate until it renews: the store's role decides.
+    const api::Node* node = tx.Get<api::Node>(caller.node_id);
+    is_manager = node != nullptr && node->role() == api::NODE_ROLE_MANAGER;
+    if (!is_manager) return;
     if (const api::EncryptionKey* key = NewestUnlockKey(*cluster)) {
       response->set_unlock_key(key->key());
     }
     *response->mutable_version() = cluster->meta().version();
   });
   if (!have_cluster) return Unavailable(kNoClusterMessage);
+  if (!is_manager) {
+    response->Clear();
+    return grpc::Status(
+        grpc::StatusCode::PERMISSION_DENIED,
+        absl::StrCat("node ", caller.node_id,
+                     " is not a manager of this swarm (it was demoted or removed)"));
+  }
   return grpc::Status::OK;
 }
 

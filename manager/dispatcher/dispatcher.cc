@@ -251,6 +251,9 @@ void Dispatcher::LivenessLoop() {
 }
 
 void Dispatcher::CheckLiveness() {
+  // Only the leader decides liveness: a former leader's stale sessions say nothing about the
+  // nodes, which have moved to the new leader.
+  if (!raft_->IsLeader()) return;
   const absl::Time now = clock_->Now();
   std::vector<std::string> down;
   {

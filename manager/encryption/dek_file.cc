@@ -196,7 +196,40 @@ absl::StatusOr<DekState> DekFile::Parse(absl::string_view pem) {
 }
 
 absl::StatusOr<DekState> DekFile::Load(const std::string& state_dir, absl::string_view kek) {
-  const std::string path = Path(state_dir);
+  // A staged file left by an interrupted KEK change wins if the KEK opens it (the node key,
+  // the commit point, was already re-wrapped); otherwise the change never happened.
+  if (FileExists(StagedPath(state_dir))) {
+    absl::StatusOr<DekState> staged = LoadFrom(StagedPath(state_dir), kek);
+    if (staged.ok()) {
+      if (absl::Status s = CommitStaged(state_dir); !s.ok()) return s;
+      return staged;
+    }
+    DiscardStaged(state_dir);
+  }
+  return LoadFrom(Path(state_dir), kek);
+}
+
+std::string DekFile::StagedPath(const std::string& state_dir) {
+  return absl::StrCat(Path(state_dir), ".new");
+}
+
+absl::Status DekFile::SaveStaged(const std::string& state_dir, const DekState& state,
+                                 absl::string_view kek) {
+  return SaveTo(state_dir, StagedPath(state_dir), state, kek);
+}
+
+absl::Status DekFile::CommitStaged(const std::string& state_dir) {
+  if (::rename(StagedPath(state_dir).c_str(), Path(state_dir).c_str()) != 0) {
+    return ErrnoError("renaming into place", StagedPath(state_dir), errno);
+  }
+  return FsyncDir(RaftDir(state_dir));
+}
+
+void DekFile::DiscardStaged(const std::string& state_dir) {
+  ::unlink(StagedPath(state_dir).c_str());
+}
+
+absl::StatusOr<DekState> DekFile::LoadFrom(const std::string& path, absl::string_view kek) {
   auto read = ReadFile(path);
   if (!read.ok()) {
     if (absl::IsNotFound(read.status())) {
@@ -232,6 +265,11 @@ absl::StatusOr<DekState> DekFile::Load(const std::string& state_dir, absl::strin
 
 absl::Status DekFile::Save(const std::string& state_dir, const DekState& state,
                            absl::string_view kek) {
+  return SaveTo(state_dir, Path(state_dir), state, kek);
+}
+
+absl::Status DekFile::SaveTo(const std::string& state_dir, const std::string& path,
+                             const DekState& state, absl::string_view kek) {
   auto serialized = Serialize(state);
   if (!serialized.ok()) return serialized.status();
   WipedString plain{*std::move(serialized)};
@@ -245,7 +283,7 @@ absl::Status DekFile::Save(const std::string& state_dir, const DekState& state,
   }
   WipedString to_write{std::move(content)};
   if (absl::Status s = EnsureDir(state_dir); !s.ok()) return s;
-  return WriteFileAtomic(RaftDir(state_dir), Path(state_dir), to_write.s);
+  return WriteFileAtomic(RaftDir(state_dir), path, to_write.s);
 }
 
 absl::StatusOr<bool> DekFile::IsWrapped(const std::string& state_dir) {

@@ -58,6 +58,16 @@ class DekFile {
   // Whether the file is wrapped with a KEK. NOT_FOUND when there is no file.
   static absl::StatusOr<bool> IsWrapped(const std::string& state_dir);
 
+  // A KEK change touches two files (this one and the node key), which cannot change in one step.
+  // The protocol: SaveStaged (dek.pem.new under the new KEK), then re-wrap the node key (the
+  // commit point), then CommitStaged (rename over dek.pem). Load finishes or discards an
+  // interrupted change: it uses dek.pem.new when the KEK it is given opens it, else dek.pem.
+  static std::string StagedPath(const std::string& state_dir);
+  static absl::Status SaveStaged(const std::string& state_dir, const DekState& state,
+                                 absl::string_view kek);
+  static absl::Status CommitStaged(const std::string& state_dir);
+  static void DiscardStaged(const std::string& state_dir);
+
   // Re-stores the keys under `new_kek` ("" = in the clear): autolock switched on or off, or the
   // unlock key rotated. `old_kek` must unwrap the file if it is wrapped.
   static absl::Status ChangeKek(const std::string& state_dir, absl::string_view old_kek,
@@ -66,6 +76,9 @@ class DekFile {
   // The file's contents for `state` (exposed for tests and tools); Parse is its inverse for
   // unwrapped contents.
   static absl::StatusOr<std::string> Serialize(const DekState& state);
+  static absl::StatusOr<DekState> LoadFrom(const std::string& path, absl::string_view kek);
+  static absl::Status SaveTo(const std::string& state_dir, const std::string& path,
+                             const DekState& state, absl::string_view kek);
   static absl::StatusOr<DekState> Parse(absl::string_view pem);
 };
 

@@ -1,4 +1,5 @@
 #include "manager/encryption/dek_file.h"
+#include <filesystem>
 
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -113,6 +114,41 @@ TEST_F(DekFileTest, WrappedRoundTrip) {
   auto loaded = DekFile::Load(dir_, kek);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   ExpectSameState(*loaded, state);
+}
+
+// The two-step KEK change: a staged file wins only once the new KEK is the one given (the node
+// key, the commit point, was re-wrapped); otherwise it is discarded.
+TEST_F(DekFileTest, StagedChangeIsDiscardedUnlessItsKekIsGiven) {
+  const std::string k1 = pki::GenerateUnlockKeyBytes();
+  const std::string k2 = pki::GenerateUnlockKeyBytes();
+  const DekState before = NewDekState();
+  ASSERT_TRUE(DekFile::Save(dir_, before, k1).ok());
+  DekState after = before;
+  after.keys.push_back(NewDataKey(2));
+  after.current_id = 2;
+  ASSERT_TRUE(DekFile::SaveStaged(dir_, after, k2).ok());
+  // Crash before the commit point: the old KEK is still the one in use.
+  absl::StatusOr<DekState> loaded = DekFile::Load(dir_, k1);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->current_id, before.current_id);
+  EXPECT_FALSE(std::filesystem::exists(DekFile::StagedPath(dir_)));
+
+  // Crash after the commit point: the new KEK opens the staged file, which is put in place.
+  ASSERT_TRUE(DekFile::SaveStaged(dir_, after, k2).ok());
+  loaded = DekFile::Load(dir_, k2);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->current_id, 2u);
+  EXPECT_EQ(loaded->keys.size(), 2u);
+  EXPECT_FALSE(std::filesystem::exists(DekFile::StagedPath(dir_)));
+  EXPECT_TRUE(DekFile::Load(dir_, k2).ok());
+  EXPECT_FALSE(DekFile::Load(dir_, k1).ok());
+
+  // A normal change: stage, commit.
+  ASSERT_TRUE(DekFile::SaveStaged(dir_, before, "").ok());
+  ASSERT_TRUE(DekFile::CommitStaged(dir_).ok());
+  loaded = DekFile::Load(dir_, "");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->current_id, before.current_id);
 }
 
 TEST_F(DekFileTest, WrappedWithoutKekIsLocked) {

@@ -196,6 +196,9 @@ void RaftNode::Stop() {
       stopping_ = true;
     }
     if (loop_.joinable()) loop_.join();
+    // Close the log now, not at destruction: a successor member in this process (a restarted
+    // role) may open the same directory while something still holds this object.
+    durable_.reset();
   });
 }
 

@@ -102,7 +102,7 @@ class RaftNode : public Handler {
   RaftNode(const RaftNode&) = delete;
   RaftNode& operator=(const RaftNode&) = delete;
 
-  // Stops the loop; pending calls fail with CANCELLED. Idempotent.
+  // Stops the loop and closes the durable log; pending calls fail with CANCELLED. Idempotent.
   void Stop();
 
   // Replicates `data` and returns the state machine's result once the entry is committed and

@@ -2,13 +2,22 @@
 // tests quick; the protocol logic itself is covered by raft/core and raft/sim).
 #include "raft/node/raft_node.h"
 
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "raft/node/test_cluster.h"
+#include "raft/storage/test_key_ring.h"
 #include "spdlog/spdlog.h"
 
 namespace shoal::raft::testing {
 namespace {
+
+using ::shoal::raft::testing::TestKeyRing;
 
 RaftNodeOptions FastOptions() {
   RaftNodeOptions o;
@@ -248,6 +257,234 @@ TEST(RaftNodeTest, ProposalWithoutQuorumTimesOutAndStopCancels) {
   EXPECT_FALSE(r.ok());
   EXPECT_TRUE(absl::IsDeadlineExceeded(r.status()) || absl::IsUnavailable(r.status()))
       << r.status();
+}
+
+// ---- Key rotation: RaftNode::Reseal ----
+
+// Files under `dir` holding bytes sealed by `tag` (TestKeyRing leaves a marker in the clear).
+std::vector<std::string> FilesSealedBy(const std::string& dir, char tag) {
+  std::vector<std::string> out;
+  for (const auto& f : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!f.is_regular_file()) continue;
+    std::ifstream in(f.path(), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    if (bytes.find(TestKeyRing::Marker(tag)) != std::string::npos) out.push_back(f.path());
+  }
+  return out;
+}
+
+// Puts w0, w1, ... through the cluster's leader, one after another, until stopped.
+class BackgroundWriter {
+ public:
+  explicit BackgroundWriter(TestCluster* c)
+      : thread_([this, c] {
+          for (int i = 0; !stop_; ++i) {
+            absl::Status s = c->Put(absl::StrCat("w", i), absl::StrCat(i));
+            if (!s.ok()) {
+              absl::MutexLock lock(&mu_);
+              error_ = s;
+              return;
+            }
+            acked_ = i + 1;
+          }
+        }) {}
+  ~BackgroundWriter() { Stop().IgnoreError(); }
+
+  // Waits until `n` puts were acknowledged; false at the deadline or if a put failed.
+  bool WaitForAcked(int n, absl::Duration timeout = absl::Seconds(30)) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (acked_ < n && error().ok() && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    return acked_ >= n;
+  }
+  // Stops after the put in flight; returns the first failure (OK if every put succeeded).
+  absl::Status Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    return error();
+  }
+  int acked() const { return acked_; }
+  absl::Status error() {
+    absl::MutexLock lock(&mu_);
+    return error_;
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<int> acked_{0};
+  absl::Mutex mu_;
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;  // last: starts once the rest is built
+};
+
+TEST(RaftNodeTest, ResealWhileWritesContinueThenRestartWithOnlyTheNewKey) {
+  RaftNodeOptions o = FastOptions();
+  o.election_tick = 10;
+  o.snapshot_interval = 400;  // snapshot files to reseal too
+  o.log_entries_for_slow_followers = 100;
+  TestCluster c(o);
+  std::map<uint64_t, std::unique_ptr<TestKeyRing>> rings;
+  for (uint64_t id = 1; id <= 3; ++id) {
+    rings[id] = std::make_unique<TestKeyRing>("A");
+    c.SetEncrypter(id, rings[id].get());
+  }
+  c.Bootstrap(3);
+  ASSERT_NE(c.WaitForLeader(), 0u);
+  BackgroundWriter writer(&c);
+  ASSERT_TRUE(writer.WaitForAcked(500)) << writer.error() << "\n" << c.Describe();
+
+  // Rotate every member, the leader first, while the writes go on.
+  std::vector<uint64_t> order = {c.WaitForLeader()};
+  for (uint64_t id : c.ids()) {
+    if (id != order[0]) order.push_back(id);
+  }
+  for (uint64_t id : order) {
+    SCOPED_TRACE(absl::StrCat("member ", id));
+    EXPECT_GT(rings[id]->seals('A'), 0);
+    EXPECT_FALSE(FilesSealedBy(c.member(id).dir, 'A').empty());
+    rings[id]->AddKeyAndMakeCurrent('B');
+    const int before = writer.acked();
+    const absl::Time start = absl::Now();
+    absl::Status s = c.node(id).Reseal(In(absl::Seconds(30)));
+    ASSERT_TRUE(s.ok()) << s;
+    std::cout << "member " << id << " ("
+              << (c.node(id).GetInfo().state == StateType::kLeader ? "leader" : "follower")
+              << ", log " << c.node(id).GetInfo().last_index - c.node(id).GetInfo().snapshot_index
+              << " entries) resealed in " << absl::Now() - start << std::endl;
+    EXPECT_EQ(FilesSealedBy(c.member(id).dir, 'A'), std::vector<std::string>());
+    ASSERT_TRUE(writer.WaitForAcked(before + 100)) << writer.error() << "\n" << c.Describe();
+  }
+  ASSERT_TRUE(writer.Stop().ok()) << writer.error();
+  const int acked = writer.acked();
+  for (auto& [id, ring] : rings) ring->DropKey('A');
+
+  const uint64_t lead = c.WaitForLeader();
+  ASSERT_NE(lead, 0u);
+  ASSERT_TRUE(c.WaitForApplied(c.node(lead).GetInfo().commit)) << c.Describe();
+  const uint64_t applied = c.node(1).GetInfo().applied;
+  for (uint64_t id : c.ids()) c.StopMember(id);
+
+  // Member 1 alone, with only the new key: everything comes back from its own disk.
+  ASSERT_TRUE(c.TryRestartMember(1).ok());
+  const absl::Time deadline = In(absl::Seconds(10));
+  while (c.node(1).GetInfo().applied < applied && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_GE(c.node(1).GetInfo().applied, applied) << c.Describe();
+  EXPECT_GT(c.node(1).GetInfo().snapshot_index, 0u);
+  for (int i = 0; i < acked; ++i) {
+    ASSERT_EQ(c.member(1).kv->Get(absl::StrCat("w", i)), absl::StrCat(i)) << "w" << i;
+  }
+  // The others too, and the cluster goes on.
+  ASSERT_TRUE(c.TryRestartMember(2).ok());
+  ASSERT_TRUE(c.TryRestartMember(3).ok());
+  ASSERT_TRUE(c.Put("after-rotation", "1").ok()) << c.Describe();
+  ASSERT_TRUE(c.WaitForApplied(c.node(c.WaitForLeader()).GetInfo().applied)) << c.Describe();
+  for (uint64_t id : c.ids()) {
+    EXPECT_EQ(c.member(id).kv->size(), static_cast<size_t>(acked) + 1) << id;
+    EXPECT_EQ(c.member(id).kv->Get("after-rotation"), "1") << id;
+  }
+}
+
+TEST(RaftNodeTest, LeaderResealsTenThousandEntriesAndKeepsServing) {
+  RaftNodeOptions o = FastOptions();
+  o.election_tick = 10;
+  o.snapshot_interval = 1000000;  // all 10,000 entries stay in the log
+  TestCluster c(o);
+  TestKeyRing ring("A");
+  const uint64_t lead_id = 1;
+  c.SetEncrypter(lead_id, &ring);
+  c.Bootstrap(3);
+  ASSERT_NE(c.WaitForLeader(), 0u);
+  if (c.WaitForLeader() != lead_id) {
+    ASSERT_TRUE(c.node(c.WaitForLeader()).TransferLeadership(lead_id, In(absl::Seconds(10))).ok());
+  }
+  ASSERT_EQ(c.WaitForLeader(), lead_id);
+  // 10,000 entries of ~200 bytes, proposed concurrently so that they batch.
+  {
+    absl::Mutex mu;
+    int done = 0, failed = 0;
+    for (int i = 0; i < 10000; ++i) {
+      c.node(lead_id).ProposeAsync(absl::StrCat("fill", i, "=", std::string(190, 'x')),
+                                   [&](absl::StatusOr<std::string> r) {
+                                     absl::MutexLock lock(&mu);
+                                     ++done;
+                                     if (!r.ok()) ++failed;
+                                   });
+    }
+    absl::MutexLock lock(&mu);
+    auto all_done = [&]() { return done == 10000; };
+    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all_done), absl::Seconds(60)));
+    ASSERT_EQ(failed, 0);
+  }
+  BackgroundWriter writer(&c);
+  ASSERT_TRUE(writer.WaitForAcked(20)) << writer.error();
+  ring.AddKeyAndMakeCurrent('B');
+  const RaftNode::Info info = c.node(lead_id).GetInfo();
+  ASSERT_GE(info.last_index - info.snapshot_index, 10000u);
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE(c.node(lead_id).Reseal(In(absl::Seconds(30))).ok());
+  const absl::Duration took = absl::Now() - start;
+  std::cout << "leader resealed " << info.last_index - info.snapshot_index << " entries in " << took
+            << std::endl;
+  ::testing::Test::RecordProperty("reseal_10k_leader_ms",
+                                  std::to_string(absl::ToInt64Milliseconds(took)));
+  EXPECT_LT(took, absl::Seconds(10));  // generous: a shared machine; see the printed figure
+  const int after = writer.acked();
+  ASSERT_TRUE(writer.WaitForAcked(after + 50)) << writer.error() << "\n" << c.Describe();
+  ASSERT_TRUE(writer.Stop().ok());
+  EXPECT_EQ(FilesSealedBy(c.member(lead_id).dir, 'A'), std::vector<std::string>());
+}
+
+// Lets Seal() through only while open (the loop thread then blocks inside a reseal).
+class GatedEncrypter : public Encrypter {
+ public:
+  explicit GatedEncrypter(Encrypter* inner) : inner_(inner) {}
+  absl::StatusOr<std::string> Seal(absl::string_view plaintext, absl::string_view ad) override {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(&open_));
+    }
+    return inner_->Seal(plaintext, ad);
+  }
+  absl::StatusOr<std::string> Open(absl::string_view sealed, absl::string_view ad) override {
+    return inner_->Open(sealed, ad);
+  }
+  void SetOpen(bool open) {
+    absl::MutexLock lock(&mu_);
+    open_ = open;
+  }
+
+ private:
+  Encrypter* inner_;
+  absl::Mutex mu_;
+  bool open_ ABSL_GUARDED_BY(mu_) = true;
+};
+
+TEST(RaftNodeTest, ResealReportsItsDeadlineAndCancellation) {
+  TestKeyRing ring("A");
+  GatedEncrypter gate(&ring);
+  TestCluster c(FastOptions());
+  c.SetEncrypter(1, &gate);
+  c.Bootstrap(1);
+  ASSERT_NE(c.WaitForLeader(), 0u);
+  ASSERT_TRUE(c.Put("k", "v").ok());
+
+  ring.AddKeyAndMakeCurrent('B');
+  gate.SetOpen(false);  // the reseal cannot finish
+  absl::Status s = c.node(1).Reseal(In(absl::Milliseconds(200)));
+  EXPECT_TRUE(absl::IsDeadlineExceeded(s)) << s;
+  EXPECT_NE(s.message().find("may still complete"), std::string::npos) << s;
+  gate.SetOpen(true);
+  s = c.node(1).Reseal(In(absl::Seconds(10)));
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(FilesSealedBy(c.member(1).dir, 'A'), std::vector<std::string>());
+  ASSERT_TRUE(c.Put("k", "after").ok());
+
+  c.node(1).Stop();
+  s = c.node(1).Reseal(In(absl::Seconds(10)));
+  EXPECT_TRUE(absl::IsCancelled(s)) << s;
 }
 
 }  // namespace

@@ -97,6 +97,7 @@ absl::Status TestCluster::TryStartMember(Member& m, bool force_new_cluster) {
   builder.RegisterService(m.service.get());
   m.server = builder.BuildAndStart();
   if (m.server == nullptr) {
+    m.service.reset();
     return absl::InternalError(absl::StrCat("cannot listen on 127.0.0.1:", m.port));
   }
   m.addr = absl::StrCat("127.0.0.1:", m.port);

@@ -16,6 +16,7 @@
 //   That is one RocksDB write batch, so one WAL fdatasync when must_sync (plus the snapshot
 //   file's own fsyncs in the rare Ready that carries a snapshot).
 //   own snapshot of the applied state: SaveSnapshot(snapshot).
+//   key rotation (new key made current in the Encrypter): Reseal(), between two Readys.
 //
 // Guarantees:
 //  - Atomic and ordered: after a crash at any point the log is as after some prefix of the
