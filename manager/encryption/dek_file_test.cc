@@ -1,9 +1,10 @@
 #include "manager/encryption/dek_file.h"
-#include <filesystem>
 
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <filesystem>
 
 #include <fstream>
 #include <sstream>
