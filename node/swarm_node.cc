@@ -151,11 +151,6 @@ std::string Arch() {
   return m;
 }
 
-std::string NewestKey(const api::Cluster& cluster) {
-  const api::EncryptionKey* newest = nullptr;
-  for (const api::EncryptionKey& k : cluster.unlock_keys()) {
-    if (newest == nullptr || k.lamport_time() > newest->lamport_time()) newest = &k;
-  }
   return newest == nullptr ? "" : newest->key();
 }
 
