@@ -105,6 +105,12 @@ std::string Session::current_manager() const {
   return current_addr_;
 }
 
+DispatcherConnection Session::connection() const {
+  absl::MutexLock lock(&mu_);
+  if (!connected_ || stub_ == nullptr || session_id_.empty()) return {};
+  return DispatcherConnection{session_id_, stub_};
+}
+
 int64_t Session::heartbeats_sent() const {
   absl::MutexLock lock(&mu_);
   return heartbeats_sent_;

@@ -49,6 +49,14 @@
 
 namespace shoal::agent {
 
+// An open session as the node's other dispatcher calls need it (the worker's Assignments and
+// UpdateTaskStatus): its ID and a stub on the session's channel. Empty (no stub, no ID) while no
+// session is open.
+struct DispatcherConnection {
+  std::string session_id;
+  std::shared_ptr<api::Dispatcher::StubInterface> stub;
+};
+
 struct SessionOptions {
   // Manager addresses (host:port) to try, in order. REQUIRES: non-empty.
   std::vector<std::string> managers;
@@ -94,6 +102,8 @@ class Session {
   std::string session_id() const;
   // The manager the current (or last) stream went to.
   std::string current_manager() const;
+  // The open session (between a stream's first SessionMessage and its end), or an empty one.
+  DispatcherConnection connection() const;
   // Successful heartbeats, over all streams.
   int64_t heartbeats_sent() const;
   // Streams that ended or failed (Stop() aside); counted before the backoff that follows.

@@ -151,9 +151,6 @@ std::string Arch() {
   return m;
 }
 
-  return newest == nullptr ? "" : newest->key();
-}
-
 void SetDuration(google::protobuf::Duration* d, absl::Duration v) {
   *d = google::protobuf::util::TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(v));
 }

@@ -559,6 +559,41 @@ TEST_F(SwarmTest, TurningAutolockOnRotatesTheDataKeyAndKeepsTheData) {
       << m.LogText();
 }
 
+TEST_F(SwarmTest, LeaveWipesTheNodeAndItCanJoinAgain) {
+  ShoaldProcess& m = AddNode("m1");
+  ShoaldProcess& w = AddNode("w1");
+  Init(m);
+  const std::string token = Token(m, "worker");
+  ASSERT_EQ(Join(w, token, m).exit_code, 0) << w.LogText();
+  ASSERT_TRUE(WaitConverged(m, 2, 1));
+  const std::string first_id = NodeId(w);
+  // A manager may not simply leave: it is told to demote first (or to force).
+  CommandResult r = m.Cli({"swarm", "leave"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("demote"), std::string::npos) << r.err;
+  // A worker leaves: its swarm state is gone, the managers see it Down.
+  r = w.Cli({"swarm", "leave"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Info(w)["Swarm"]["LocalNodeState"], "inactive");
+  EXPECT_FALSE(std::filesystem::exists(w.state_dir() + "/certificates"));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        for (const nlohmann::json& n : NodeList(m)) {
+          if (n.value("ID", "") == first_id) return n.value("Status", "") == "Down";
+        }
+        return false;
+      },
+      kConverge, absl::Milliseconds(200)))
+      << Summary(NodeList(m));
+  // It can join again, as a new node.
+  ASSERT_EQ(Join(w, token, m).exit_code, 0) << w.LogText();
+  EXPECT_NE(NodeId(w), first_id);
+  EXPECT_TRUE(WaitFor([&] { return NodeList(m).size() == 3; }, kConverge,
+                      absl::Milliseconds(200)));
+  ASSERT_EQ(m.Cli({"node", "rm", first_id}).exit_code, 0);
+  EXPECT_TRUE(WaitConverged(m, 2, 1)) << Summary(NodeList(m));
+}
+
 TEST_F(SwarmTest, ManagerExportsRaftAndStoreMetrics) {
   const int port = PickFreeLoopbackPort();
   ShoaldProcess& m = cluster_.Add(ShoaldOptions{

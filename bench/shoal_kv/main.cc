@@ -63,15 +63,15 @@ class KvService final : public etcdserverpb::KV::CallbackService {
                                 const etcdserverpb::PutRequest* request,
                                 etcdserverpb::PutResponse* response) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    const RaftNode::Info info = node_->GetInfo();
-    if (info.leader != id_) {
+    // Leader() and Term() are lock-free: GetInfo() would copy the membership on every Put.
+    const uint64_t leader = node_->Leader();
+    if (leader != id_) {
       // Fail fast: a forwarded proposal would only add a hop; clients find the leader by Status.
-      reactor->Finish(
-          grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                       absl::StrCat("not the leader (leader is member ", info.leader, ")")));
+      reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                   absl::StrCat("not the leader (leader is member ", leader, ")")));
       return reactor;
     }
-    const uint64_t term = info.term;
+    const uint64_t term = node_->Term();
     node_->ProposeAsync(request->SerializeAsString(),
                         [this, reactor, response, prev = request->prev_kv(),
                          term](absl::StatusOr<std::string> result) {

@@ -17,6 +17,7 @@
 #include "google/protobuf/duration.pb.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "manager/cluster_object.h"
+#include "manager/controlapi/internal.h"
 #include "manager/rolemanager/quorum.h"
 #include "pki/join_token.h"
 #include "pki/ossl.h"
@@ -26,30 +27,21 @@
 namespace shoal::manager {
 namespace {
 
-// Internal writes (no caller-supplied version) are retried this many times when a concurrent
-// write or a Raft leader change makes them fail with ABORTED.
-constexpr int kWriteAttempts = 5;
+using controlapi_internal::AnyOf;
+using controlapi_internal::MatchesLabels;
+using controlapi_internal::RedactTask;
+using controlapi_internal::ToGrpc;
+using controlapi_internal::ToProto;
+using controlapi_internal::UpdateWithRetry;
+
 // Denied certificates are kept this long past their expiry (clock skew: certificates are
 // backdated by as much, see pki::RootCA::kBackdate), then pruned.
 constexpr absl::Duration kDeniedGrace = absl::Hours(1);
-
-grpc::Status ToGrpc(const absl::Status& s) {
-  if (s.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
-}
 
 absl::Status NoCluster() {
   return absl::UnavailableError(
       "this manager does not hold the swarm's cluster object yet (it may still be catching up "
       "with the Raft log); retry shortly");
-}
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  const int64_t seconds = absl::ToUnixSeconds(t);
-  ts.set_seconds(seconds);
-  ts.set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(t - absl::FromUnixSeconds(seconds))));
-  return ts;
 }
 
 absl::Time FromProto(const google::protobuf::Timestamp& ts) {
@@ -74,21 +66,6 @@ std::string TaskName(const api::Task& t) {
   if (service.empty()) return t.id();
   return absl::StrCat(service, ".", t.slot() != 0 ? absl::StrCat(t.slot()) : t.node_id(), ".",
                       t.id());
-}
-
-bool MatchesLabels(const google::protobuf::Map<std::string, std::string>& want,
-                   const google::protobuf::Map<std::string, std::string>& have) {
-  for (const auto& [key, value] : want) {
-    auto it = have.find(key);
-    if (it == have.end()) return false;
-    if (!value.empty() && it->second != value) return false;
-  }
-  return true;
-}
-
-template <class List, class Pred>
-bool AnyOf(const List& list, Pred pred) {
-  return list.empty() || std::any_of(list.begin(), list.end(), pred);
 }
 
 bool NodeMatches(const api::ListNodesRequest::Filters& f, const api::Node& n) {
@@ -233,24 +210,6 @@ absl::Status ValidateClusterSpec(const api::ClusterSpec& spec) {
                                                    raft.heartbeat_tick(), ")"));
   }
   return absl::OkStatus();
-}
-
-// store->Update, retried while it fails with ABORTED for reasons outside `fn` (a concurrent
-// write to what it read, or a Raft leader change that dropped the entry). Only for writes that
-// carry no version from the caller.
-absl::Status UpdateWithRetry(store::MemoryStore* store,
-                             const std::function<absl::Status(store::WriteTx&)>& fn) {
-  absl::Status s;
-  for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
-    bool fn_failed = false;
-    s = store->Update([&](store::WriteTx& tx) {
-      absl::Status r = fn(tx);
-      fn_failed = !r.ok();
-      return r;
-    });
-    if (!absl::IsAborted(s) || fn_failed) return s;
-  }
-  return s;
 }
 
 }  // namespace
@@ -670,6 +629,7 @@ grpc::Status ControlApi::GetTask(const api::GetTaskRequest& req, api::GetTaskRes
   store_->View([&](const store::ReadTx& tx) {
     if (const api::Task* t = tx.Get<api::Task>(req.task_id())) {
       *resp->mutable_task() = *t;
+      RedactTask(resp->mutable_task());
       found = true;
     }
   });
@@ -702,7 +662,10 @@ grpc::Status ControlApi::ListTasks(const api::ListTasksRequest& req, api::ListTa
     std::sort(candidates.begin(), candidates.end(),
               [](const api::Task* a, const api::Task* b) { return a->id() < b->id(); });
     for (const api::Task* t : candidates) {
-      if (TaskMatches(f, *t)) *resp->add_tasks() = *t;
+      if (!TaskMatches(f, *t)) continue;
+      api::Task* out = resp->add_tasks();
+      *out = *t;
+      RedactTask(out);
     }
   });
   return grpc::Status::OK;

@@ -209,6 +209,13 @@ void RaftNode::Receive(raftpb::Message m) {
   if (!stopping_) inbound_.push_back(std::move(m));
 }
 
+void RaftNode::ReceiveBatch(std::vector<raftpb::Message> msgs) {
+  // One lock, so the loop is woken once for the whole batch.
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return;
+  for (raftpb::Message& m : msgs) inbound_.push_back(std::move(m));
+}
+
 void RaftNode::ReportUnreachable(uint64_t peer) {
   absl::MutexLock lock(&mu_);
   unreachable_.push_back(peer);
@@ -823,6 +830,8 @@ void RaftNode::PublishInfo() {
     }
   }
   absl::MutexLock lock(&mu_);
+  leader_.store(info.leader, std::memory_order_release);
+  term_.store(info.term, std::memory_order_release);
   info_ = std::move(info);
 }
 

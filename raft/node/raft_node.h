@@ -24,6 +24,7 @@
 #ifndef SHOAL_RAFT_NODE_RAFT_NODE_H_
 #define SHOAL_RAFT_NODE_RAFT_NODE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -170,11 +171,16 @@ class RaftNode : public Handler {
     std::map<uint64_t, PeerProgress> progress;
   };
   Info GetInfo() const;
+  // The leader and term of the last published Info, without copying it (lock-free; for request
+  // paths that only need to know whether this member leads).
+  uint64_t Leader() const { return leader_.load(std::memory_order_acquire); }
+  uint64_t Term() const { return term_.load(std::memory_order_acquire); }
   // Waits until a leader is known; returns its ID, or 0 at the deadline.
   uint64_t WaitForLeader(absl::Time deadline) const;
 
   // Handler (the transport's callbacks): queue for the loop.
   void Receive(raftpb::Message m) override;
+  void ReceiveBatch(std::vector<raftpb::Message> msgs) override;
   void ReportUnreachable(uint64_t peer) override;
   void ReportSnapshot(uint64_t peer, bool failed) override;
 
@@ -268,7 +274,9 @@ class RaftNode : public Handler {
   std::vector<std::pair<uint64_t, bool>> snapshot_reports_ ABSL_GUARDED_BY(mu_);
   std::vector<uint64_t> unreachable_ ABSL_GUARDED_BY(mu_);
   uint64_t next_proposal_id_ ABSL_GUARDED_BY(mu_) = 0;
-  Info info_ ABSL_GUARDED_BY(mu_);  // published by the loop after each iteration
+  Info info_ ABSL_GUARDED_BY(mu_);   // published by the loop after each iteration
+  std::atomic<uint64_t> leader_{0};  // info_.leader and info_.term, for Leader() and Term()
+  std::atomic<uint64_t> term_{0};
   std::thread loop_;
   std::once_flag stop_once_;
 };

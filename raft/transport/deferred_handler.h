@@ -24,6 +24,10 @@ class DeferredHandler : public Handler {
     absl::ReaderMutexLock lock(&mu_);
     if (target_ != nullptr) target_->Receive(std::move(m));
   }
+  void ReceiveBatch(std::vector<raftpb::Message> msgs) override {
+    absl::ReaderMutexLock lock(&mu_);
+    if (target_ != nullptr) target_->ReceiveBatch(std::move(msgs));
+  }
   void ReportUnreachable(uint64_t peer) override {
     absl::ReaderMutexLock lock(&mu_);
     if (target_ != nullptr) target_->ReportUnreachable(peer);

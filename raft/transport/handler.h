@@ -13,6 +13,7 @@
 #define SHOAL_RAFT_TRANSPORT_HANDLER_H_
 
 #include <cstdint>
+#include <vector>
 
 #include "raft.pb.h"
 
@@ -26,6 +27,13 @@ class Handler {
   // that sender's stream carried them, never concurrently with each other. A SNAP message with
   // snapshot data arrives once, after all its chunks were received and reassembled.
   virtual void Receive(raftpb::Message m) = 0;
+
+  // Several inbound messages from one sender, in its stream's order (the same guarantees as
+  // Receive). The default hands them to Receive one by one; an implementation may queue them
+  // at once (one wake-up of its loop per batch).
+  virtual void ReceiveBatch(std::vector<raftpb::Message> msgs) {
+    for (raftpb::Message& m : msgs) Receive(std::move(m));
+  }
 
   // A message to `peer` could not be delivered (stream broken, peer unknown, queue full). Raft
   // should stop optimistic replication to it; it retransmits what matters.

@@ -35,6 +35,14 @@ void RecordingHandler::Receive(raftpb::Message m) {
   if (keep_messages_) record_.received.push_back(std::move(m));
 }
 
+void RecordingHandler::ReceiveBatch(std::vector<raftpb::Message> msgs) {
+  absl::MutexLock lock(&mu_);
+  record_.batch_calls++;
+  record_.received_count += msgs.size();
+  if (!keep_messages_) return;
+  for (raftpb::Message& m : msgs) record_.received.push_back(std::move(m));
+}
+
 void RecordingHandler::ReportUnreachable(uint64_t peer) {
   absl::MutexLock lock(&mu_);
   record_.unreachable.push_back(peer);

@@ -33,6 +33,7 @@ class RecordingHandler : public Handler {
   struct Record {
     std::vector<raftpb::Message> received;  // Empty when not keeping messages.
     uint64_t received_count = 0;
+    uint64_t batch_calls = 0;  // ReceiveBatch calls (each also counted in received_count)
     std::vector<uint64_t> unreachable;
     std::vector<std::pair<uint64_t, bool>> snapshots;  // (peer, failed)
   };
@@ -41,6 +42,7 @@ class RecordingHandler : public Handler {
   explicit RecordingHandler(bool keep_messages = true) : keep_messages_(keep_messages) {}
 
   void Receive(raftpb::Message m) override;
+  void ReceiveBatch(std::vector<raftpb::Message> msgs) override;
   void ReportUnreachable(uint64_t peer) override;
   void ReportSnapshot(uint64_t peer, bool failed) override;
 

@@ -20,6 +20,11 @@ constexpr absl::Duration kMaxBackoff = absl::Seconds(1);
 // this often (in real time) and stays interruptible by RemovePeer/Stop.
 constexpr absl::Duration kClockPoll = absl::Milliseconds(50);
 
+// Completion-queue tags of a peer's stream.
+void* const kStartTag = reinterpret_cast<void*>(1);
+void* const kWriteTag = reinterpret_cast<void*>(2);
+void* const kFinishTag = reinterpret_cast<void*>(3);
+
 bool IsSnapshotWithData(const raftpb::Message& m) {
   return m.type() == raftpb::MESSAGE_TYPE_SNAP && !m.snapshot().data().empty();
 }
@@ -48,6 +53,8 @@ struct Transport::Peer {
   const std::string addr;
   std::unique_ptr<api::RaftTransport::Stub> stub;  // Set before the threads start.
   std::thread sender;                              // Started by NewPeer, joined by Join.
+  // The stream's completions (start, writes, finish), drained by the sender thread only.
+  grpc::CompletionQueue cq;
 
   absl::Mutex mu;
   std::deque<Queued> queue ABSL_GUARDED_BY(mu);
@@ -58,6 +65,13 @@ struct Transport::Peer {
   // The calls in progress, so that Cancel() can unblock their threads.
   grpc::ClientContext* stream_ctx ABSL_GUARDED_BY(mu) = nullptr;
   grpc::ClientContext* snapshot_ctx ABSL_GUARDED_BY(mu) = nullptr;
+  // The open stream, once its start completed (nullptr otherwise, and once it broke). Writes
+  // are started under `mu` by whichever thread finds the stream idle: Send()'s caller or the
+  // sender thread on a write's completion. At most one write is in flight.
+  grpc::ClientAsyncWriterInterface<api::MessageBatch>* writer ABSL_GUARDED_BY(mu) = nullptr;
+  bool write_in_flight ABSL_GUARDED_BY(mu) = false;
+  int inflight_messages ABSL_GUARDED_BY(mu) = 0;  // of the write in flight
+  size_t inflight_bytes ABSL_GUARDED_BY(mu) = 0;
   bool snapshot_in_flight ABSL_GUARDED_BY(mu) = false;
   std::thread snapshot_thread ABSL_GUARDED_BY(mu);
 };
@@ -233,6 +247,8 @@ void Transport::Send(std::vector<raftpb::Message> msgs) {
         }
         p->queue.push_back(std::move(q));
       }
+      // An idle open stream takes the batch now, from this thread: no hand-off to the sender.
+      StartWriteLocked(p);
     }
   }
   messages_dropped_ += dropped;
@@ -258,61 +274,99 @@ bool Transport::Backoff(Peer* p, absl::Time deadline) {
   return !p->stopping;
 }
 
+void Transport::StartWriteLocked(Peer* p) {
+  if (p->writer == nullptr || p->write_in_flight || p->queue.empty()) return;
+  api::MessageBatch batch;
+  size_t batch_bytes = 0;
+  while (!p->queue.empty()) {
+    Peer::Queued& q = p->queue.front();
+    if (batch.messages_size() > 0 && batch_bytes + q.encoded_bytes > options_.max_batch_bytes) {
+      break;
+    }
+    batch_bytes += q.encoded_bytes;
+    *batch.add_messages() = std::move(q.message);
+    p->queue.pop_front();
+  }
+  p->write_in_flight = true;
+  p->inflight_messages = batch.messages_size();
+  p->inflight_bytes = batch_bytes;
+  // Serialises the batch at once and never blocks: gRPC usually writes it to the socket on this
+  // thread, and reports its completion on the peer's queue.
+  p->writer->Write(batch, kWriteTag);
+}
+
 void Transport::RunSender(Peer* p) {
   absl::Duration backoff = kMinBackoff;
-  std::unique_ptr<grpc::ClientContext> ctx;
-  std::unique_ptr<grpc::ClientWriter<api::MessageBatch>> writer;
-  api::SendResponse response;
   auto has_work = [p]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu) {
     return p->stopping || !p->queue.empty();
   };
 
   while (true) {
+    // Streams open lazily: a peer nobody sends to is not dialled.
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    api::SendResponse response;
+    grpc::Status status;
+    std::unique_ptr<grpc::ClientAsyncWriterInterface<api::MessageBatch>> writer;
     {
       absl::MutexLock lock(&p->mu);
       p->mu.Await(absl::Condition(&has_work));
       if (p->stopping) break;
-      if (writer == nullptr) {
-        ctx = std::make_unique<grpc::ClientContext>();
-        p->stream_ctx = ctx.get();
-      }
+      p->stream_ctx = ctx.get();
+      writer = p->stub->PrepareAsyncSend(ctx.get(), &response, &p->cq);
+      writer->StartCall(kStartTag);
+      // Pending for the stream's whole life: it completes when the stream ends, i.e. breaks or
+      // is cancelled (the receiver never ends it on its own).
+      writer->Finish(&status, kFinishTag);
     }
-    // Opening the stream may block (connecting); only this peer's thread waits.
-    if (writer == nullptr) writer = p->stub->Send(ctx.get(), &response);
 
-    api::MessageBatch batch;
-    size_t batch_bytes = 0;
-    {
+    // Drain the stream's completions until it has ended and no write is outstanding.
+    bool started = false;
+    bool finished = false;
+    bool broken = false;
+    bool write_outstanding = false;
+    uint64_t dropped = 0;
+    while (!finished || write_outstanding || !started) {
+      void* tag = nullptr;
+      bool ok = false;
+      if (!p->cq.Next(&tag, &ok)) break;  // never: the queue is shut down only below
       absl::MutexLock lock(&p->mu);
-      // Only this thread removes from the queue outside a backoff, so it is still non-empty.
-      while (!p->queue.empty()) {
-        Peer::Queued& q = p->queue.front();
-        if (batch.messages_size() > 0 && batch_bytes + q.encoded_bytes > options_.max_batch_bytes) {
-          break;
+      if (tag == kStartTag) {
+        started = true;
+        if (ok && !broken) {
+          p->writer = writer.get();
+          StartWriteLocked(p);
+        } else {
+          broken = true;
         }
-        batch_bytes += q.encoded_bytes;
-        *batch.add_messages() = std::move(q.message);
-        p->queue.pop_front();
+      } else if (tag == kWriteTag) {
+        p->write_in_flight = false;
+        if (ok && !broken) {
+          messages_sent_ += p->inflight_messages;
+          batches_sent_++;
+          bytes_sent_ += p->inflight_bytes;
+          backoff = kMinBackoff;
+          p->connected = true;
+          StartWriteLocked(p);
+        } else {
+          // What it carried is lost; Raft resends what matters.
+          dropped += p->inflight_messages;
+          broken = true;
+        }
+      } else if (tag == kFinishTag) {
+        finished = true;
+        broken = true;
       }
+      if (broken && p->writer != nullptr) {
+        p->writer = nullptr;  // no new writes on a dying stream
+        ctx->TryCancel();     // ends the stream, so that Finish completes
+      }
+      write_outstanding = p->write_in_flight;
     }
-
-    if (writer->Write(batch)) {
-      messages_sent_ += batch.messages_size();
-      batches_sent_++;
-      bytes_sent_ += batch_bytes;
-      backoff = kMinBackoff;
-      absl::MutexLock lock(&p->mu);
-      p->connected = true;
-      continue;
-    }
-
-    // The stream is broken (or never opened): what it carried is lost, Raft will resend.
-    messages_dropped_ += batch.messages_size();
-    const grpc::Status status = writer->Finish();
-    writer.reset();
+    messages_dropped_ += dropped;
     bool stopping;
     {
       absl::MutexLock lock(&p->mu);
+      p->writer = nullptr;
       p->stream_ctx = nullptr;
       p->connected = false;
       p->stream_failures++;
@@ -325,6 +379,7 @@ void Transport::RunSender(Peer* p) {
         p->queue.erase(p->queue.begin(), p->queue.end() - 1);
       }
     }
+    writer.reset();
     ctx.reset();
     if (stopping) break;
     // Measured from the failure, not from after the callback, which may take its time.
@@ -337,13 +392,14 @@ void Transport::RunSender(Peer* p) {
     backoff = std::min(backoff * 2, kMaxBackoff);
   }
 
-  if (writer != nullptr) {
-    ctx->TryCancel();
-    writer->Finish();
-    writer.reset();
+  p->cq.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (p->cq.Next(&tag, &ok)) {
   }
   absl::MutexLock lock(&p->mu);
   p->stream_ctx = nullptr;
+  p->writer = nullptr;
   p->connected = false;
 }
 

@@ -126,6 +126,8 @@ class Transport {
   static void Cancel(Peer* p);
   static void Join(Peer* p);
   void RunSender(Peer* p);
+  // Packs what is queued into one batch and starts its write, if the stream is open and idle.
+  void StartWriteLocked(Peer* p);
   // `m` lives in the thread's own storage (std::thread moved it there).
   void RunSnapshot(Peer* p, const raftpb::Message& m);
   // Waits until `deadline` on the clock, then ends the backoff; false if the peer is stopping.

@@ -37,6 +37,7 @@ grpc::Status TransportService::Send(grpc::ServerContext*,
                                     grpc::ServerReader<api::MessageBatch>* reader,
                                     api::SendResponse*) {
   api::MessageBatch batch;
+  std::vector<raftpb::Message> run;  // consecutive messages from one sender
   while (reader->Read(&batch)) {
     batches_received_++;
     for (raftpb::Message& m : *batch.mutable_messages()) {
@@ -46,11 +47,25 @@ grpc::Status TransportService::Send(grpc::ServerContext*,
                      m.from(), m.to());
         continue;
       }
-      Deliver(std::move(m));
+      if (!run.empty() && run.front().from() != m.from()) DeliverRun(&run);
+      run.push_back(std::move(m));
     }
+    DeliverRun(&run);
   }
   // The peer closed the stream or the call was cancelled; either way the peer reconnects.
   return grpc::Status::OK;
+}
+
+void TransportService::DeliverRun(std::vector<raftpb::Message>* run) {
+  if (run->empty()) return;
+  absl::MutexLock lock(SenderLock(run->front().from()));
+  messages_received_ += run->size();
+  if (run->size() == 1) {
+    handler_->Receive(std::move(run->front()));
+  } else {
+    handler_->ReceiveBatch(std::move(*run));
+  }
+  run->clear();
 }
 
 grpc::Status TransportService::DiscardSnapshot(api::SnapshotChunkAck* ack, uint64_t received,

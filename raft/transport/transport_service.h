@@ -76,6 +76,8 @@ class TransportService final : public api::RaftTransport::Service {
   // The lock serialising Receive calls for messages from `from`; created on first use.
   absl::Mutex* SenderLock(uint64_t from);
   void Deliver(raftpb::Message m);
+  // Delivers `run` (messages from one sender, in order) with one Handler call; clears it.
+  void DeliverRun(std::vector<raftpb::Message>* run);
   // Counts and logs a discarded snapshot; returns OK with accepted=false in `ack`.
   grpc::Status DiscardSnapshot(api::SnapshotChunkAck* ack, uint64_t received,
                                const std::string& why);

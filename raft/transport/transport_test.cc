@@ -122,6 +122,29 @@ TEST(TransportTest, ManySmallMessagesTravelInFewBatches) {
   EXPECT_EQ(stats.messages_sent, kMessages);
   EXPECT_EQ(stats.batches_sent, 1u);
   EXPECT_EQ(b.service().stats().batches_received, 1u);
+  // The receiver hands the batch to its Handler in one call (one wake-up of the Raft loop).
+  EXPECT_EQ(b.handler().With([](const Record& r) { return r.batch_calls; }), 1u);
+}
+
+// Each Send() call's messages to a peer travel together, whether the caller's thread writes them
+// (the stream is open and idle) or the sender thread does (a write is still completing).
+TEST(TransportTest, EachSendTravelsAsOneBatchOnAnOpenStream) {
+  Member a(1), b(2);
+  ASSERT_TRUE(a.transport().AddPeer(2, b.addr()).ok());
+  a.transport().Send({App(1, 2, 1)});
+  ASSERT_TRUE(b.handler().WaitUntil([](const Record& r) { return r.received.size() == 1; }));
+  constexpr uint64_t kRounds = 50;
+  for (uint64_t i = 2; i <= kRounds; ++i) {
+    a.transport().Send({App(1, 2, i), App(1, 2, i + 1000)});
+    ASSERT_TRUE(b.handler().WaitUntil([i](const Record& r) {
+      return r.received.size() == 2 * i - 1;
+    })) << "round "
+        << i;
+  }
+  EXPECT_EQ(b.service().stats().batches_received, kRounds);
+  // The receiver hands each two-message batch to its Handler in one call.
+  EXPECT_EQ(b.handler().With([](const Record& r) { return r.batch_calls; }), kRounds - 1);
+  EXPECT_EQ(a.transport().stats().messages_dropped, 0u);
 }
 
 TEST(TransportTest, BatchesStayWithinMaxBatchBytes) {

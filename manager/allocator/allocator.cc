@@ -1,0 +1,397 @@
+#include "manager/allocator/allocator.h"
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include <google/protobuf/util/message_differencer.h>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+
+namespace shoal::manager {
+namespace {
+
+// With an injected clock the loop re-reads it at least this often (real time).
+constexpr absl::Duration kInjectedClockPoll = absl::Milliseconds(20);
+// After a pass failed to write, the next one comes this soon (on the loop's clock).
+constexpr absl::Duration kRetryAfterError = absl::Milliseconds(500);
+// Passes one ReconcileOnce / loop round runs at most while a pass leaves work for the next
+// (a task found its service's endpoint out of date).
+constexpr int kMaxRounds = 3;
+
+constexpr char kWriter[] = "allocator";
+
+void SetTime(absl::Time t, google::protobuf::Timestamp* ts) {
+  const int64_t s = absl::ToUnixSeconds(t);
+  ts->set_seconds(s);
+  ts->set_nanos(static_cast<int32_t>((t - absl::FromUnixSeconds(s)) / absl::Nanoseconds(1)));
+}
+
+// Whether the allocator should bring `task` from NEW to PENDING: NEW and meant to run.
+bool Allocatable(const api::Task& task) {
+  return task.status().state() == api::TASK_STATE_NEW &&
+         task.desired_state() <= api::TASK_STATE_COMPLETE;
+}
+
+// Whether the service's endpoint answers its current spec (so tasks may copy it).
+bool EndpointCurrent(const api::Service& s) {
+  const bool wants = s.spec().has_endpoint_spec();
+  if (wants != s.endpoint().has_spec()) return false;
+  return !wants || google::protobuf::util::MessageDifferencer::Equals(s.spec().endpoint_spec(),
+                                                                      s.endpoint().spec());
+}
+
+}  // namespace
+
+struct Allocator::State {
+  PortAllocator ports;
+  // Services whose endpoint must be recomputed.
+  absl::btree_set<std::string> dirty_services;
+  // Services whose ports could not be allocated -> why.
+  absl::flat_hash_map<std::string, std::string> conflicts;
+  // Some service released ports since the conflicts were last retried.
+  bool ports_freed = false;
+  // NEW tasks to look at.
+  absl::btree_set<std::string> new_tasks;
+  // Service ID -> its NEW tasks that wait for it (conflict, or endpoint not written yet); looked
+  // at again whenever the service is.
+  absl::flat_hash_map<std::string, absl::btree_set<std::string>> waiting;
+
+  // Moves the tasks waiting for `service_id` back to new_tasks.
+  void Requeue(const std::string& service_id) {
+    auto it = waiting.find(service_id);
+    if (it == waiting.end()) return;
+    new_tasks.insert(it->second.begin(), it->second.end());
+    waiting.erase(it);
+  }
+  void ReleaseService(const std::string& service_id) {
+    ports.Release(service_id);
+    ports_freed = true;
+    conflicts.erase(service_id);
+    waiting.erase(service_id);
+  }
+};
+
+Allocator::Allocator(store::MemoryStore* store, AllocatorOptions options)
+    : store_(store),
+      options_(options),
+      clock_(options_.clock != nullptr ? options_.clock : &RealClock()) {}
+
+Allocator::~Allocator() { Stop(); }
+
+void Allocator::Start() {
+  absl::MutexLock lock(&mu_);
+  if (thread_.joinable()) return;
+  stopping_ = false;
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Allocator::Stop() {
+  std::thread thread;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    if (watcher_ != nullptr) watcher_->Close();
+    thread = std::move(thread_);
+  }
+  if (thread.joinable()) thread.join();
+}
+
+bool Allocator::Stopping() const {
+  absl::MutexLock lock(&mu_);
+  return stopping_;
+}
+
+absl::Status Allocator::ReconcileOnce() {
+  absl::MutexLock lock(&work_mu_);
+  store_->View([&](const store::ReadTx& tx) ABSL_NO_THREAD_SAFETY_ANALYSIS { Rebuild(tx); });
+  return Pass(/*scan=*/false);
+}
+
+void Allocator::Rebuild(const store::ReadTx& tx) {
+  state_ = std::make_unique<State>();
+  for (const api::Service* s : tx.List<api::Service>()) {
+    // Every service is looked at in the first pass: endpoints that lost a port to another
+    // service (or were never written) get reallocated there.
+    state_->dirty_services.insert(s->id());
+    if (!s->pending_delete()) state_->ports.Restore(s->id(), s->endpoint().ports());
+  }
+  for (api::TaskState desired : {api::TASK_STATE_RUNNING, api::TASK_STATE_COMPLETE}) {
+    for (const api::Task* t : tx.FindTasksByDesiredState(desired)) {
+      if (Allocatable(*t)) state_->new_tasks.insert(t->id());
+    }
+  }
+}
+
+void Allocator::Observe(const store::StoreChange& change) {
+  for (const store::StoreEvent& e : change.events) {
+    switch (e.kind()) {
+      case api::OBJECT_KIND_SERVICE: {
+        const api::Service& s = e.object->service();
+        if (e.action == api::StoreAction::REMOVE) {
+          state_->dirty_services.erase(s.id());
+          state_->ReleaseService(s.id());
+        } else {
+          state_->dirty_services.insert(s.id());
+        }
+        break;
+      }
+      case api::OBJECT_KIND_TASK: {
+        const api::Task& t = e.object->task();
+        if (e.action != api::StoreAction::REMOVE && Allocatable(t)) {
+          state_->new_tasks.insert(t.id());
+        } else {
+          state_->new_tasks.erase(t.id());
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+}
+
+bool Allocator::HasWork() const {
+  return !state_->dirty_services.empty() || !state_->new_tasks.empty() ||
+         (state_->ports_freed && !state_->conflicts.empty());
+}
+
+absl::Status Allocator::Pass(bool scan) {
+  if (state_ == nullptr) {
+    store_->View([&](const store::ReadTx& tx) ABSL_NO_THREAD_SAFETY_ANALYSIS { Rebuild(tx); });
+  }
+  absl::Status first;
+  for (int round = 0; round < kMaxRounds; ++round) {
+    absl::Status s = AllocateServices();
+    if (first.ok()) first = s;
+    s = AllocateTasks(scan && round == 0);
+    if (first.ok()) first = s;
+    // Another round only for services a task found out of date (and their tasks).
+    if (!first.ok() || state_->dirty_services.empty()) break;
+  }
+  passes_.fetch_add(1);
+  return first;
+}
+
+absl::Status Allocator::AllocateServices() {
+  State& st = *state_;
+  std::vector<std::string> ids(st.dirty_services.begin(), st.dirty_services.end());
+  if (st.ports_freed) {
+    for (const auto& [id, reason] : st.conflicts) ids.push_back(id);
+    st.ports_freed = false;
+  }
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  if (ids.empty()) return absl::OkStatus();
+
+  absl::Status status = store_->Batch([&](store::Batch& batch) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    for (const std::string& id : ids) {
+      absl::Status s = batch.Update([&](store::WriteTx& tx) -> absl::Status {
+        const api::Service* svc = tx.Get<api::Service>(id);
+        st.Requeue(id);
+        if (svc == nullptr || svc->pending_delete()) {
+          st.ReleaseService(id);
+          return absl::OkStatus();
+        }
+        auto name_of = [&tx](const std::string& other) {
+          const api::Service* o = tx.Get<api::Service>(other);
+          return o == nullptr ? std::string() : o->spec().annotations().name();
+        };
+        api::Endpoint endpoint;
+        if (svc->spec().has_endpoint_spec()) {
+          absl::StatusOr<std::vector<api::PortConfig>> ports =
+              st.ports.Allocate(id, svc->spec().endpoint_spec(), svc->endpoint().ports(), name_of);
+          if (!ports.ok()) {
+            auto [it, added] =
+                st.conflicts.insert_or_assign(id, std::string(ports.status().message()));
+            if (added) {
+              spdlog::warn("allocator: service {} ({}): {}", svc->spec().annotations().name(), id,
+                           it->second);
+            }
+            return absl::OkStatus();
+          }
+          *endpoint.mutable_spec() = svc->spec().endpoint_spec();
+          for (api::PortConfig& p : *ports) *endpoint.add_ports() = std::move(p);
+        } else {
+          st.ports.Release(id);
+        }
+        st.conflicts.erase(id);
+        // Virtual IPs are the network allocator's (to come); keep whatever is there.
+        *endpoint.mutable_virtual_ips() = svc->endpoint().virtual_ips();
+        if (google::protobuf::util::MessageDifferencer::Equals(endpoint, svc->endpoint())) {
+          return absl::OkStatus();
+        }
+        api::Service updated = *svc;
+        *updated.mutable_endpoint() = std::move(endpoint);
+        // Ports it published before may be free now: retry the services that wanted them.
+        st.ports_freed = true;
+        return tx.Update(std::move(updated));
+      });
+      if (!s.ok()) {
+        spdlog::warn("allocator: cannot write the endpoint of service {}: {}", id, s.ToString());
+        continue;  // Kept dirty: the next pass recomputes it from a fresh read.
+      }
+      st.dirty_services.erase(id);
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) {
+    // The entries that failed took some of these with them: look at all of them again.
+    st.dirty_services.insert(ids.begin(), ids.end());
+    return absl::Status(status.code(),
+                        absl::StrCat("allocator: writing service endpoints: ", status.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Allocator::AllocateTasks(bool scan) {
+  State& st = *state_;
+  if (scan) {
+    store_->View([&](const store::ReadTx& tx) {
+      for (api::TaskState desired : {api::TASK_STATE_RUNNING, api::TASK_STATE_COMPLETE}) {
+        for (const api::Task* t : tx.FindTasksByDesiredState(desired)) {
+          if (Allocatable(*t)) st.new_tasks.insert(t->id());
+        }
+      }
+    });
+  }
+  if (st.new_tasks.empty()) return absl::OkStatus();
+  std::vector<std::string> ids(st.new_tasks.begin(), st.new_tasks.end());
+  st.new_tasks.clear();
+
+  const absl::Time now = clock_->Now();
+  google::protobuf::Timestamp stamp;
+  SetTime(now, &stamp);
+  // A NEW task keeps its state; only what it waits for is written, and only when it changes.
+  auto note = [&](store::WriteTx& tx, const api::Task& t, const std::string& message,
+                  const std::string& err) -> absl::Status {
+    if (t.status().message() == message && t.status().err() == err) return absl::OkStatus();
+    api::Task updated = t;
+    updated.mutable_status()->set_message(message);
+    updated.mutable_status()->set_err(err);
+    *updated.mutable_status()->mutable_timestamp() = stamp;
+    updated.mutable_status()->set_applied_by(kWriter);
+    *updated.mutable_status()->mutable_applied_at() = stamp;
+    return tx.Update(std::move(updated));
+  };
+
+  absl::Status status = store_->Batch([&](store::Batch& batch) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    for (const std::string& id : ids) {
+      absl::Status s = batch.Update([&](store::WriteTx& tx) -> absl::Status {
+        const api::Task* t = tx.Get<api::Task>(id);
+        if (t == nullptr || !Allocatable(*t)) return absl::OkStatus();
+        if (!t->spec().networks().empty()) {
+          return note(tx, *t, kWaitingForNetworksMessage, "");
+        }
+        const api::Endpoint* endpoint = nullptr;
+        if (!t->service_id().empty()) {
+          const api::Service* svc = tx.Get<api::Service>(t->service_id());
+          // Gone or going: the orchestrators shut such tasks down; nothing to allocate.
+          if (svc == nullptr || svc->pending_delete()) return absl::OkStatus();
+          if (auto c = st.conflicts.find(svc->id()); c != st.conflicts.end()) {
+            st.waiting[svc->id()].insert(id);
+            return note(tx, *t, c->second, c->second);
+          }
+          if (!EndpointCurrent(*svc)) {
+            // Its endpoint is not written yet (or a newer spec came in): once it is.
+            st.dirty_services.insert(svc->id());
+            st.waiting[svc->id()].insert(id);
+            return absl::OkStatus();
+          }
+          if (svc->has_endpoint()) endpoint = &svc->endpoint();
+        }
+        api::Task updated = *t;
+        if (endpoint != nullptr) {
+          *updated.mutable_endpoint() = *endpoint;
+        } else {
+          updated.clear_endpoint();
+        }
+        api::TaskStatus* status = updated.mutable_status();
+        status->set_state(api::TASK_STATE_PENDING);
+        status->set_message(kAllocatedMessage);
+        status->clear_err();
+        *status->mutable_timestamp() = stamp;
+        status->set_applied_by(kWriter);
+        *status->mutable_applied_at() = stamp;
+        return tx.Update(std::move(updated));
+      });
+      if (!s.ok()) {
+        spdlog::warn("allocator: cannot write task {}: {}", id, s.ToString());
+        st.new_tasks.insert(id);
+      }
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) {
+    // Entries that failed dropped some of these writes: look at every one again.
+    st.new_tasks.insert(ids.begin(), ids.end());
+    return absl::Status(status.code(),
+                        absl::StrCat("allocator: writing tasks: ", status.message()));
+  }
+  return absl::OkStatus();
+}
+
+void Allocator::Run() {
+  store::WatchFilter filter;
+  filter.kinds = {api::OBJECT_KIND_SERVICE, api::OBJECT_KIND_TASK};
+  filter.queue_limit = options_.watch_queue_limit;
+  while (true) {
+    std::unique_ptr<store::Watcher> watcher;
+    {
+      absl::MutexLock work(&work_mu_);
+      watcher = store_->ViewAndWatch(
+          [&](const store::ReadTx& tx) ABSL_NO_THREAD_SAFETY_ANALYSIS { Rebuild(tx); }, filter);
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      watcher_ = watcher.get();
+    }
+    absl::Time next_resync = clock_->Now() + options_.resync_interval;
+    absl::Time retry_at = absl::InfiniteFuture();
+    absl::Time window_end = absl::InfiniteFuture();
+    bool due = true;  // The first pass, on the fresh view.
+    bool scan = false;
+    absl::Status closed;
+    while (closed.ok() && !Stopping()) {
+      if (due) {
+        absl::MutexLock work(&work_mu_);
+        absl::Status s = Pass(scan);
+        if (!s.ok()) spdlog::warn("{}", s.ToString());
+        const absl::Time now = clock_->Now();
+        retry_at = s.ok() ? absl::InfiniteFuture() : now + kRetryAfterError;
+        if (scan) next_resync = now + options_.resync_interval;
+        window_end = absl::InfiniteFuture();
+        due = scan = false;
+      }
+      const absl::Time wake = std::min({next_resync, retry_at, window_end});
+      absl::Duration wait = std::max(wake - clock_->Now(), absl::ZeroDuration());
+      if (clock_ != &RealClock()) wait = std::min(wait, kInjectedClockPoll);
+      absl::StatusOr<store::StoreChange> change = watcher->Next(absl::Now() + wait);
+      if (change.ok()) {
+        absl::MutexLock work(&work_mu_);
+        Observe(*change);
+        if (window_end == absl::InfiniteFuture() && HasWork()) {
+          window_end = clock_->Now() + options_.batch_window;
+        }
+      } else if (!absl::IsDeadlineExceeded(change.status())) {
+        closed = change.status();
+      }
+      const absl::Time now = clock_->Now();
+      scan = now >= next_resync;
+      due = scan || now >= window_end || now >= retry_at;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      watcher_ = nullptr;
+      if (stopping_) return;
+    }
+    spdlog::info("allocator: watch closed ({}); starting over from the store",
+                 std::string(closed.message()));
+  }
+}
+
+}  // namespace shoal::manager
