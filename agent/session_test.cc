@@ -549,5 +549,22 @@ TEST_F(SessionTest, StopIsPromptWhileWaitingForTheFirstMessage) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(1));
 }
 
+TEST_F(SessionTest, ConnectionSharesTheOpenSessionForOtherCalls) {
+  FakeManager* m = AddManager("a");
+  StartSession(Options({m->addr()}));
+  ASSERT_TRUE(Eventually([&] { return session_->connection().stub != nullptr; }));
+  const DispatcherConnection conn = session_->connection();
+  EXPECT_EQ(conn.session_id, "a-session-1");
+  // Calls on it go over the session's mutual-TLS channel, as the node.
+  grpc::ClientContext ctx;
+  api::HeartbeatRequest request;
+  request.set_session_id(conn.session_id);
+  api::HeartbeatResponse response;
+  EXPECT_TRUE(conn.stub->Heartbeat(&ctx, request, &response).ok());
+  m->Stop();
+  EXPECT_TRUE(Eventually([&] { return session_->connection().stub == nullptr; }));
+  EXPECT_EQ(session_->connection().session_id, "");
+}
+
 }  // namespace
 }  // namespace shoal::agent

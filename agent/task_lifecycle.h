@@ -25,8 +25,8 @@ namespace shoal::agent {
 struct TaskFacts {
   api::TaskState state = api::TASK_STATE_NEW;  // Of the latest status (reported or adopted).
   api::TaskState desired = api::TASK_STATE_NEW;
-  bool assigned = true;  // Still in the node's assignment set.
-  bool attached = false;  // A controller was made and the runtime inspected.
+  bool assigned = true;                  // Still in the node's assignment set.
+  bool attached = false;                 // A controller was made and the runtime inspected.
   std::optional<exec::ExitStatus> exit;  // The runtime reported the process's exit.
 };
 

@@ -160,6 +160,7 @@ class Worker {
   void QueueStatusLocked(const std::string& task_id, const api::TaskStatus& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   TaskFacts FactsLocked(const Runner& runner) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MarkDirtyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Waits up to `d` of real time, or until stopping or kicked. False when stopping.
   bool Pause(absl::Duration d) ABSL_LOCKS_EXCLUDED(mu_);

@@ -101,5 +101,60 @@ grpc::Status ControlService::ListTasks(grpc::ServerContext*, const api::ListTask
                                        api::ListTasksResponse* resp) {
   return OnManager(swarm_, *req, resp, &manager::ControlApi::ListTasks);
 }
+grpc::Status ControlService::CreateService(grpc::ServerContext*,
+                                           const api::CreateServiceRequest* req,
+                                           api::CreateServiceResponse* resp) {
+  return OnManager(swarm_, *req, resp, &manager::ControlApi::CreateService);
+}
+grpc::Status ControlService::GetService(grpc::ServerContext*, const api::GetServiceRequest* req,
+                                        api::GetServiceResponse* resp) {
+  return OnManager(swarm_, *req, resp, &manager::ControlApi::GetService);
+}
+grpc::Status ControlService::UpdateService(grpc::ServerContext*,
+                                           const api::UpdateServiceRequest* req,
+                                           api::UpdateServiceResponse* resp) {
+  return OnManager(swarm_, *req, resp, &manager::ControlApi::UpdateService);
+}
+grpc::Status ControlService::RemoveService(grpc::ServerContext*,
+                                           const api::RemoveServiceRequest* req,
+                                           api::RemoveServiceResponse* resp) {
+  return OnManager(swarm_, *req, resp, &manager::ControlApi::RemoveService);
+}
+grpc::Status ControlService::ListServices(grpc::ServerContext*, const api::ListServicesRequest* req,
+                                          api::ListServicesResponse* resp) {
+  return OnManager(swarm_, *req, resp, &manager::ControlApi::ListServices);
+}
+grpc::Status ControlService::CreateSecret(grpc::ServerContext*, const api::CreateSecretRequest* req,
+                                          api::CreateSecretResponse* resp) {
+  return OnManager(swarm_, *req, resp, &manager::ControlApi::CreateSecret);
+}
+grpc::Status ControlService::GetSecret(grpc::ServerContext*, const api::GetSecretRequest* req,
+                                       api::GetSecretResponse* resp) {
+  return OnManager(swarm_, *req, resp, &manager::ControlApi::GetSecret);
+}
+grpc::Status ControlService::ListSecrets(grpc::ServerContext*, const api::ListSecretsRequest* req,
+                                         api::ListSecretsResponse* resp) {
+  return OnManager(swarm_, *req, resp, &manager::ControlApi::ListSecrets);
+}
+grpc::Status ControlService::RemoveSecret(grpc::ServerContext*, const api::RemoveSecretRequest* req,
+                                          api::RemoveSecretResponse* resp) {
+  return OnManager(swarm_, *req, resp, &manager::ControlApi::RemoveSecret);
+}
+grpc::Status ControlService::CreateConfig(grpc::ServerContext*, const api::CreateConfigRequest* req,
+                                          api::CreateConfigResponse* resp) {
+  return OnManager(swarm_, *req, resp, &manager::ControlApi::CreateConfig);
+}
+grpc::Status ControlService::GetConfig(grpc::ServerContext*, const api::GetConfigRequest* req,
+                                       api::GetConfigResponse* resp) {
+  return OnManager(swarm_, *req, resp, &manager::ControlApi::GetConfig);
+}
+grpc::Status ControlService::ListConfigs(grpc::ServerContext*, const api::ListConfigsRequest* req,
+                                         api::ListConfigsResponse* resp) {
+  return OnManager(swarm_, *req, resp, &manager::ControlApi::ListConfigs);
+}
+grpc::Status ControlService::RemoveConfig(grpc::ServerContext*, const api::RemoveConfigRequest* req,
+                                          api::RemoveConfigResponse* resp) {
+  return OnManager(swarm_, *req, resp, &manager::ControlApi::RemoveConfig);
+}
 
 }  // namespace shoal::node

@@ -5,8 +5,7 @@
 // SwarmNode. Cluster calls go, in-process, to the manager role's ControlApi (docs/cluster.md:
 // writes reach the Raft leader through the store's proposals, reads are linearizable); on a node
 // that is not an active manager they fail with FAILED_PRECONDITION saying why. Calls whose
-// capability has not landed yet (services, networks, secrets, configs) answer UNIMPLEMENTED and
-// never pretend to succeed.
+// capability has not landed yet (networks) answer UNIMPLEMENTED and never pretend to succeed.
 //
 // Thread-safety: gRPC calls the handlers from its own threads; SwarmNode and ControlApi are
 // thread-safe.
@@ -67,6 +66,32 @@ class ControlService final : public api::Control::Service {
                        api::GetTaskResponse* response) override;
   grpc::Status ListTasks(grpc::ServerContext*, const api::ListTasksRequest* request,
                          api::ListTasksResponse* response) override;
+  grpc::Status CreateService(grpc::ServerContext*, const api::CreateServiceRequest* request,
+                             api::CreateServiceResponse* response) override;
+  grpc::Status GetService(grpc::ServerContext*, const api::GetServiceRequest* request,
+                          api::GetServiceResponse* response) override;
+  grpc::Status UpdateService(grpc::ServerContext*, const api::UpdateServiceRequest* request,
+                             api::UpdateServiceResponse* response) override;
+  grpc::Status RemoveService(grpc::ServerContext*, const api::RemoveServiceRequest* request,
+                             api::RemoveServiceResponse* response) override;
+  grpc::Status ListServices(grpc::ServerContext*, const api::ListServicesRequest* request,
+                            api::ListServicesResponse* response) override;
+  grpc::Status CreateSecret(grpc::ServerContext*, const api::CreateSecretRequest* request,
+                            api::CreateSecretResponse* response) override;
+  grpc::Status GetSecret(grpc::ServerContext*, const api::GetSecretRequest* request,
+                         api::GetSecretResponse* response) override;
+  grpc::Status ListSecrets(grpc::ServerContext*, const api::ListSecretsRequest* request,
+                           api::ListSecretsResponse* response) override;
+  grpc::Status RemoveSecret(grpc::ServerContext*, const api::RemoveSecretRequest* request,
+                            api::RemoveSecretResponse* response) override;
+  grpc::Status CreateConfig(grpc::ServerContext*, const api::CreateConfigRequest* request,
+                            api::CreateConfigResponse* response) override;
+  grpc::Status GetConfig(grpc::ServerContext*, const api::GetConfigRequest* request,
+                         api::GetConfigResponse* response) override;
+  grpc::Status ListConfigs(grpc::ServerContext*, const api::ListConfigsRequest* request,
+                           api::ListConfigsResponse* response) override;
+  grpc::Status RemoveConfig(grpc::ServerContext*, const api::RemoveConfigRequest* request,
+                            api::RemoveConfigResponse* response) override;
 
  private:
   const NodeIdentity identity_;

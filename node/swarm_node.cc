@@ -14,8 +14,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "agent/exec/sim/sim_executor.h"
 #include "agent/renewer.h"
 #include "agent/session.h"
+#include "agent/worker.h"
 #include "common/files.h"
 #include "common/ids.h"
 #include "common/version.h"
@@ -212,7 +214,26 @@ absl::StatusOr<pki::NodeIdentity> IdentityOf(const std::string& cert_pem) {
 SwarmNode::SwarmNode(SwarmNodeOptions options)
     : options_(std::move(options)),
       clock_(options_.clock != nullptr ? options_.clock : &RealClock()),
-      cert_store_(options_.state_dir) {}
+      cert_store_(options_.state_dir) {
+  if (options_.executor == "sim") {
+    (void)MakeDirectories(absl::StrCat(options_.state_dir, "/worker"), 0700);
+    agent::exec::SimExecutorOptions so;
+    so.clock = clock_;
+    so.state_file = absl::StrCat(options_.state_dir, "/worker/sim.json");
+    absl::StatusOr<std::unique_ptr<agent::exec::SimExecutor>> e =
+        agent::exec::SimExecutor::Create(so);
+    if (e.ok()) {
+      executor_ = std::move(*e);
+    } else {
+      spdlog::error("cannot start the sim executor: {}", e.status().ToString());
+    }
+  } else {
+    // The containerd executor lands with its capability; until then this node runs no tasks
+    // and says so (a node that pretended to run them would lie to the managers).
+    spdlog::warn("executor {} is not available in this build: this node will not run tasks",
+                 options_.executor);
+  }
+}
 
 std::unique_ptr<SwarmNode> SwarmNode::Open(SwarmNodeOptions options) {
   std::unique_ptr<SwarmNode> node(new SwarmNode(std::move(options)));
@@ -366,18 +387,37 @@ void SwarmNode::StartAgent() {
   so.clock = clock_;
   std::unique_ptr<agent::Session> session = agent::Session::Start(
       std::move(so), [this](const api::SessionMessage& m) { OnSessionMessage(m); });
+  std::unique_ptr<agent::Worker> worker;
+  if (session != nullptr && executor_ != nullptr) {
+    agent::WorkerOptions wo;
+    wo.state_dir = options_.state_dir;
+    wo.executor = executor_.get();
+    wo.clock = clock_;
+    wo.connection = [s = session.get()] { return s->connection(); };
+    absl::StatusOr<std::unique_ptr<agent::Worker>> w = agent::Worker::Start(std::move(wo));
+    if (w.ok()) {
+      worker = std::move(*w);
+    } else {
+      spdlog::error("cannot start the task worker: {}", w.status().ToString());
+    }
+  }
   absl::MutexLock lock(&mu_);
   session_ = std::move(session);
+  worker_ = std::move(worker);
 }
 
 void SwarmNode::StopRoles() {
+  std::unique_ptr<agent::Worker> worker;
   std::unique_ptr<agent::Session> session;
   std::shared_ptr<manager::Manager> manager;
   {
     absl::MutexLock lock(&mu_);
+    worker = std::move(worker_);
     session = std::move(session_);
     manager = std::move(manager_);
   }
+  // The worker first: it reaches the dispatcher through the session. Its tasks keep running.
+  worker.reset();
   session.reset();
   if (manager != nullptr) manager->Stop();
 }
@@ -393,8 +433,10 @@ api::NodeDescription SwarmNode::Describe() const {
   if (::sysinfo(&si) == 0) {
     d.mutable_resources()->set_memory_bytes(static_cast<int64_t>(si.totalram) * si.mem_unit);
   }
-  d.mutable_engine()->set_engine_version(
-      absl::StrCat("shoald ", kVersion, " (", options_.executor, ")"));
+  if (executor_ != nullptr) *d.mutable_engine() = executor_->Describe();
+  if (d.engine().engine_version().empty())
+    d.mutable_engine()->set_engine_version(
+        absl::StrCat("shoald ", kVersion, " (", options_.executor, ")"));
   absl::MutexLock lock(&mu_);
   *d.mutable_tls_info() = TlsInfoOf(certs_);
   return d;
@@ -1104,11 +1146,14 @@ void SwarmNode::ReloadCredentials() {
   }
   if (manager == nullptr) {
     // A new session, so the managers also learn the node's new TLS state (its description).
+    std::unique_ptr<agent::Worker> old_worker;
     std::unique_ptr<agent::Session> old;
     {
       absl::MutexLock lock(&mu_);
+      old_worker = std::move(worker_);
       old = std::move(session_);
     }
+    old_worker.reset();
     old.reset();
     StartAgent();
     return;

@@ -41,6 +41,10 @@ class Registry;
 
 namespace shoal::agent {
 class Session;
+class Worker;
+namespace exec {
+class Executor;
+}  // namespace exec
 }  // namespace shoal::agent
 
 namespace shoal::node {
@@ -126,6 +130,9 @@ class SwarmNode {
   const SwarmNodeOptions options_;
   Clock* const clock_;
   pki::CertificateStore cert_store_;
+  // Runs this node's tasks (--executor); one per daemon, outliving every worker. Null when the
+  // executor is not available in this build.
+  std::unique_ptr<agent::exec::Executor> executor_;
 
   absl::Mutex op_mu_;  // one lifecycle operation at a time; taken before mu_
   // Serialises changes to the key files (CertificateStore is single-user); taken before mu_,
@@ -143,6 +150,7 @@ class SwarmNode {
   absl::BitGen bitgen_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<manager::Manager> manager_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<agent::Session> session_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<agent::Worker> worker_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> session_managers_ ABSL_GUARDED_BY(mu_);
   std::optional<api::Node> pending_node_ ABSL_GUARDED_BY(mu_);    // newest, for the loop
   std::optional<std::string> pending_root_ ABSL_GUARDED_BY(mu_);  // trust roots to adopt

@@ -122,7 +122,9 @@ class Executor {
   // The runtime, for NodeDescription.engine ("sim", "containerd 1.6.20").
   virtual api::EngineDescription Describe() const = 0;
   // A controller for `task`. Errors: INVALID_ARGUMENT when the task spec cannot run on this
-  // runtime at all (the worker rejects the task).
+  // runtime at all (the worker rejects the task). A task that carries only its ID (a leftover
+  // that ListAdoptable named but nobody assigns any more) must still get a controller able to
+  // Inspect, Shutdown and Remove what the runtime holds for it.
   virtual absl::StatusOr<std::unique_ptr<Controller>> NewController(const api::Task& task) = 0;
   // IDs of the tasks the runtime holds something for (created, running or exited) — what a
   // restarted agent may adopt, and what it must clean up when it is no longer assigned.

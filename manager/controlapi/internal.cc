@@ -30,7 +30,9 @@ bool MatchesLabels(const google::protobuf::Map<std::string, std::string>& want,
   return true;
 }
 
-bool EqualsIgnoreCase(absl::string_view a, absl::string_view b) { return absl::EqualsIgnoreCase(a, b); }
+bool EqualsIgnoreCase(absl::string_view a, absl::string_view b) {
+  return absl::EqualsIgnoreCase(a, b);
+}
 
 bool StartsWithIgnoreCase(absl::string_view s, absl::string_view prefix) {
   return absl::StartsWithIgnoreCase(s, prefix);

@@ -73,7 +73,9 @@ bool MatchesNameFilters(const Filters& f, const std::string& id, const std::stri
          AnyOf(f.name_prefixes(),
                [&](const std::string& p) { return StartsWithIgnoreCase(name, p); }) &&
          AnyOf(f.id_prefixes(),
-               [&](const std::string& p) { return absl::string_view(id).substr(0, p.size()) == p; }) &&
+               [&](const std::string& p) {
+                 return absl::string_view(id).substr(0, p.size()) == p;
+               }) &&
          MatchesLabels(f.labels(), labels);
 }
 

@@ -1,5 +1,6 @@
 // ControlApi: secrets and configs (Create, Get, List, Remove; both are immutable). See
 // control_api.h for the rules every method follows.
+#include <algorithm>
 #include <string>
 #include <utility>
 #include <vector>
@@ -143,6 +144,7 @@ absl::Status RemoveObject(store::MemoryStore* store, const std::string& id) {
         users.push_back(absl::StrCat("\"", s->spec().annotations().name(), "\""));
       }
     }
+    std::sort(users.begin(), users.end());
     if (!users.empty()) {
       return absl::FailedPreconditionError(absl::StrCat(
           Describe(*o), " is in use by the following service", users.size() > 1 ? "s" : "", ": ",
@@ -169,8 +171,7 @@ grpc::Status ControlApi::CreateSecret(const api::CreateSecretRequest& req,
   return ToGrpc(GetObject(*store_, id, resp->mutable_secret()));
 }
 
-grpc::Status ControlApi::GetSecret(const api::GetSecretRequest& req,
-                                   api::GetSecretResponse* resp) {
+grpc::Status ControlApi::GetSecret(const api::GetSecretRequest& req, api::GetSecretResponse* resp) {
   if (req.secret_id().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a secret ID is required");
   }
@@ -210,8 +211,7 @@ grpc::Status ControlApi::CreateConfig(const api::CreateConfigRequest& req,
   return ToGrpc(GetObject(*store_, id, resp->mutable_config()));
 }
 
-grpc::Status ControlApi::GetConfig(const api::GetConfigRequest& req,
-                                   api::GetConfigResponse* resp) {
+grpc::Status ControlApi::GetConfig(const api::GetConfigRequest& req, api::GetConfigResponse* resp) {
   if (req.config_id().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a config ID is required");
   }

@@ -53,9 +53,9 @@ absl::Status ServiceChanged(const api::Service& s, uint64_t read) {
 absl::Status CheckNameFree(const store::ReadTx& tx, const std::string& name) {
   for (const api::Service* s : tx.FindByName<api::Service>(name)) {
     if (s->pending_delete()) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "the name \"", name, "\" is still held by service ", s->id(),
-          ", which is being removed; retry once its tasks have shut down"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("the name \"", name, "\" is still held by service ", s->id(),
+                       ", which is being removed; retry once its tasks have shut down"));
     }
     return absl::AlreadyExistsError(absl::StrCat(
         "a service named \"", s->spec().annotations().name(), "\" already exists (ID ", s->id(),
@@ -74,6 +74,13 @@ const T* FindByIdOrName(const store::ReadTx& tx, const std::string& id, const st
   return tx.Get<T>(name);  // an ID written where the name goes
 }
 
+// `"name" (ID id)`, `"name"` or `"id"`, for a reference that may carry either or both.
+std::string RefName(const std::string& id, const std::string& name) {
+  if (name.empty()) return absl::StrCat("\"", id, "\"");
+  if (id.empty() || id == name) return absl::StrCat("\"", name, "\"");
+  return absl::StrCat("\"", name, "\" (ID ", id, ")");
+}
+
 // Resolves the secret, config and network references of `spec` in place: each must exist; IDs
 // are stored, names refreshed, and file targets defaulted as Docker's CLI does (a secret's to its
 // name under /run/secrets, a config's to /<name>). `context` prefixes errors ("cannot roll back
@@ -87,19 +94,20 @@ absl::Status ResolveReferences(const store::ReadTx& tx, api::ServiceSpec* spec,
   for (api::SecretReference& ref : *c->mutable_secrets()) {
     const api::Secret* s = FindByIdOrName<api::Secret>(tx, ref.secret_id(), ref.secret_name());
     if (s == nullptr) {
-      const std::string& what = ref.secret_id().empty() ? ref.secret_name() : ref.secret_id();
-      return absl::NotFoundError(absl::StrCat(
-          context, "secret \"", what, "\" not found; create it first with `shoal secret create ",
-          what, " FILE` (`shoal secret ls` lists the secrets)"));
+      return absl::NotFoundError(
+          absl::StrCat(context, "secret ", RefName(ref.secret_id(), ref.secret_name()),
+                       " not found; create it first with `shoal secret create ",
+                       ref.secret_name().empty() ? ref.secret_id() : ref.secret_name(),
+                       " FILE` (`shoal secret ls` lists the secrets)"));
     }
     ref.set_secret_id(s->id());
     ref.set_secret_name(s->spec().annotations().name());
     if (ref.file().name().empty()) ref.mutable_file()->set_name(ref.secret_name());
     if (!secret_targets.insert(ref.file().name()).second) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          context, "secret target \"", ref.file().name(),
-          "\" is used by more than one secret; give each its own target (--secret "
-          "source=NAME,target=FILE)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(context, "secret target \"", ref.file().name(),
+                       "\" is used by more than one secret; give each its own target (--secret "
+                       "source=NAME,target=FILE)"));
     }
   }
 
@@ -107,10 +115,11 @@ absl::Status ResolveReferences(const store::ReadTx& tx, api::ServiceSpec* spec,
   for (api::ConfigReference& ref : *c->mutable_configs()) {
     const api::Config* cfg = FindByIdOrName<api::Config>(tx, ref.config_id(), ref.config_name());
     if (cfg == nullptr) {
-      const std::string& what = ref.config_id().empty() ? ref.config_name() : ref.config_id();
-      return absl::NotFoundError(absl::StrCat(
-          context, "config \"", what, "\" not found; create it first with `shoal config create ",
-          what, " FILE` (`shoal config ls` lists the configs)"));
+      return absl::NotFoundError(
+          absl::StrCat(context, "config ", RefName(ref.config_id(), ref.config_name()),
+                       " not found; create it first with `shoal config create ",
+                       ref.config_name().empty() ? ref.config_id() : ref.config_name(),
+                       " FILE` (`shoal config ls` lists the configs)"));
     }
     ref.set_config_id(cfg->id());
     ref.set_config_name(cfg->spec().annotations().name());
@@ -118,10 +127,10 @@ absl::Status ResolveReferences(const store::ReadTx& tx, api::ServiceSpec* spec,
     std::string target = ref.file().name();
     if (target.front() != '/') target = "/" + target;  // relative to /
     if (!config_targets.insert(target).second) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          context, "config target \"", target,
-          "\" is used by more than one config; give each its own target (--config "
-          "source=NAME,target=/path)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(context, "config target \"", target,
+                       "\" is used by more than one config; give each its own target (--config "
+                       "source=NAME,target=/path)"));
     }
   }
 
@@ -143,9 +152,9 @@ absl::Status ResolveReferences(const store::ReadTx& tx, api::ServiceSpec* spec,
                                               ") is being removed; use another network"));
     }
     if (net->spec().ingress()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          context, "a service cannot be attached to the ingress network \"", name,
-          "\" explicitly; publish ports (--publish) to use the routing mesh"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(context, "a service cannot be attached to the ingress network \"", name,
+                       "\" explicitly; publish ports (--publish) to use the routing mesh"));
     }
     n.set_target(net->id());
     if (!networks.insert(net->id()).second) {
@@ -389,8 +398,8 @@ grpc::Status ControlApi::UpdateService(const api::UpdateServiceRequest& req,
         return s;
       }
       if (absl::Status s = CheckPortConflicts(tx, spec, current->id()); !s.ok()) {
-        return absl::Status(s.code(), absl::StrCat("cannot roll back ", Describe(*current), ": ",
-                                                   s.message()));
+        return absl::Status(
+            s.code(), absl::StrCat("cannot roll back ", Describe(*current), ": ", s.message()));
       }
       *updated.mutable_spec() = std::move(spec);
       *updated.mutable_spec_version() = current->previous_spec_version();
@@ -408,16 +417,16 @@ grpc::Status ControlApi::UpdateService(const api::UpdateServiceRequest& req,
       if (spec.annotations().name().empty()) {
         spec.mutable_annotations()->set_name(name);
       } else if (spec.annotations().name() != name) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "services cannot be renamed (", Describe(*current), ", got name \"",
-            spec.annotations().name(), "\"); create a new service instead"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("services cannot be renamed (", Describe(*current), ", got name \"",
+                         spec.annotations().name(), "\"); create a new service instead"));
       }
       if (absl::Status s = ValidateServiceSpec(spec); !s.ok()) return s;
       if (spec.mode_case() != current->spec().mode_case()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "the mode of ", Describe(*current), " cannot change from ",
-            ServiceModeName(current->spec()), " to ", ServiceModeName(spec),
-            "; remove the service and create it again"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("the mode of ", Describe(*current), " cannot change from ",
+                         ServiceModeName(current->spec()), " to ", ServiceModeName(spec),
+                         "; remove the service and create it again"));
       }
       // The credentials are never returned, so a spec read back lacks them: keep the stored
       // ones unless new ones are given (`--with-registry-auth`), as Docker does.

@@ -65,10 +65,10 @@ bool IsSignal(absl::string_view sig) {
   std::string name = absl::AsciiStrToUpper(sig);
   if (absl::StartsWith(name, "SIG")) name = name.substr(3);
   static const std::set<std::string>* const kNames = new std::set<std::string>{
-      "ABRT", "ALRM", "BUS",  "CHLD", "CLD",    "CONT",  "FPE",   "HUP",  "ILL",  "INT",
-      "IO",   "IOT",  "KILL", "PIPE", "POLL",   "PROF",  "PWR",   "QUIT", "SEGV", "STKFLT",
-      "STOP", "SYS",  "TERM", "TRAP", "TSTP",   "TTIN",  "TTOU",  "URG",  "USR1", "USR2",
-      "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX"};
+      "ABRT", "ALRM",   "BUS",  "CHLD",   "CLD",   "CONT", "FPE",  "HUP",   "ILL",
+      "INT",  "IO",     "IOT",  "KILL",   "PIPE",  "POLL", "PROF", "PWR",   "QUIT",
+      "SEGV", "STKFLT", "STOP", "SYS",    "TERM",  "TRAP", "TSTP", "TTIN",  "TTOU",
+      "URG",  "USR1",   "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX"};
   if (kNames->count(name) > 0) return true;
   for (const char* rt : {"RTMIN+", "RTMAX-"}) {
     if (absl::StartsWith(name, rt) && absl::SimpleAtoi(name.substr(6), &num)) {
@@ -87,8 +87,8 @@ absl::Status CheckFileTarget(const api::FileTarget& f, absl::string_view kind,
                              absl::string_view ref) {
   for (absl::string_view part : absl::StrSplit(f.name(), '/')) {
     if (part == "..") {
-      return Invalid(absl::StrCat(kind, " ", ref, ": target \"", f.name(),
-                                  "\" must not contain \"..\""));
+      return Invalid(
+          absl::StrCat(kind, " ", ref, ": target \"", f.name(), "\" must not contain \"..\""));
     }
   }
   if (!f.uid().empty() && !IsNumericId(f.uid())) {
@@ -125,9 +125,9 @@ absl::Status ValidateMounts(const google::protobuf::RepeatedPtrField<api::Mount>
     switch (m.type()) {
       case api::Mount::BIND:
         if (m.source().empty() || m.source().front() != '/') {
-          return Invalid(absl::StrCat(
-              "bind ", at, ": the source must be an absolute path on the node (got \"",
-              m.source(), "\"; --mount type=bind,source=/path,target=/path)"));
+          return Invalid(
+              absl::StrCat("bind ", at, ": the source must be an absolute path on the node (got \"",
+                           m.source(), "\"; --mount type=bind,source=/path,target=/path)"));
         }
         break;
       case api::Mount::TMPFS:
@@ -148,8 +148,8 @@ absl::Status ValidateMounts(const google::protobuf::RepeatedPtrField<api::Mount>
       return Invalid(absl::StrCat(at, ": tmpfs options are only valid with type=tmpfs"));
     }
     if (!api::Mount::BindOptions::Propagation_IsValid(m.bind_options().propagation())) {
-      return Invalid(absl::StrCat(at, ": unknown bind propagation ",
-                                  m.bind_options().propagation()));
+      return Invalid(
+          absl::StrCat(at, ": unknown bind propagation ", m.bind_options().propagation()));
     }
     if (m.tmpfs_options().size_bytes() < 0) {
       return Invalid(absl::StrCat("tmpfs ", at, ": the size must not be negative; got ",
@@ -159,8 +159,8 @@ absl::Status ValidateMounts(const google::protobuf::RepeatedPtrField<api::Mount>
       return Invalid(absl::StrFormat("tmpfs %s: mode %#o is not a permission mode (at most 07777)",
                                      at, m.tmpfs_options().mode()));
     }
-    if (absl::Status s = CheckLabels(m.volume_options().labels(), absl::StrCat(at, ": volume labels"),
-                                     "--mount volume-label=");
+    if (absl::Status s = CheckLabels(m.volume_options().labels(),
+                                     absl::StrCat(at, ": volume labels"), "--mount volume-label=");
         !s.ok()) {
       return s;
     }
@@ -175,7 +175,8 @@ absl::Status ValidateHealthcheck(const api::HealthConfig& h) {
       if (h.test_size() != 1) return Invalid("a health check test [\"NONE\"] takes no arguments");
     } else if (kind == "CMD") {
       if (h.test_size() < 2) {
-        return Invalid("a health check test [\"CMD\", ...] needs the command to run (--health-cmd)");
+        return Invalid(
+            "a health check test [\"CMD\", ...] needs the command to run (--health-cmd)");
       }
     } else if (kind == "CMD-SHELL") {
       if (h.test_size() != 2) {
@@ -307,15 +308,15 @@ absl::Status ValidateResourceAmounts(const api::Resources& r, bool limits) {
     return Invalid(absl::StrCat(cpu_flag, " must not be negative; got ", Cpus(r.nano_cpus())));
   }
   if (r.nano_cpus() != 0 && r.nano_cpus() < kMinNanoCpus) {
-    return Invalid(absl::StrCat(cpu_flag, " ", Cpus(r.nano_cpus()),
-                                " is below the minimum of 0.001 CPU"));
+    return Invalid(
+        absl::StrCat(cpu_flag, " ", Cpus(r.nano_cpus()), " is below the minimum of 0.001 CPU"));
   }
   if (r.memory_bytes() < 0) {
     return Invalid(absl::StrCat(mem_flag, " must not be negative; got ", r.memory_bytes()));
   }
   if (r.memory_bytes() != 0 && r.memory_bytes() < kMinMemoryBytes) {
-    return Invalid(absl::StrCat(mem_flag, " ", r.memory_bytes(),
-                                " bytes is below the minimum of 4 MiB"));
+    return Invalid(
+        absl::StrCat(mem_flag, " ", r.memory_bytes(), " bytes is below the minimum of 4 MiB"));
   }
   if (limits && r.generic_size() > 0) {
     return Invalid(
@@ -326,9 +327,9 @@ absl::Status ValidateResourceAmounts(const api::Resources& r, bool limits) {
     switch (g.resource_case()) {
       case api::GenericResource::kNamed:
         if (g.named().kind().empty() || g.named().value().empty()) {
-          return Invalid(absl::StrCat(
-              "named generic resource \"", g.named().kind(), "=", g.named().value(),
-              "\" needs a kind and a value (--generic-resource KIND=VALUE)"));
+          return Invalid(
+              absl::StrCat("named generic resource \"", g.named().kind(), "=", g.named().value(),
+                           "\" needs a kind and a value (--generic-resource KIND=VALUE)"));
         }
         break;
       case api::GenericResource::kDiscrete:
@@ -369,15 +370,12 @@ absl::Status ValidateResources(const api::ResourceRequirements& r) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateRestartPolicy(const api::RestartPolicy& p, bool job) {
+// Jobs may carry any condition: for them ANY (also what an unset condition reads as) means
+// ON_FAILURE, since a completed job task is never restarted.
+absl::Status ValidateRestartPolicy(const api::RestartPolicy& p) {
   if (!api::RestartPolicy::Condition_IsValid(p.condition())) {
     return Invalid(absl::StrCat("unknown restart condition ", p.condition(),
                                 "; use none, on-failure or any (--restart-condition)"));
-  }
-  if (job && p.condition() == api::RestartPolicy::ANY) {
-    return Invalid(
-        "jobs cannot use --restart-condition any (a completed job task is never restarted); use "
-        "on-failure or none");
   }
   if (absl::Status s = NonNegative(p.delay(), "--restart-delay"); !s.ok()) return s;
   if (absl::Status s = NonNegative(p.window(), "--restart-window"); !s.ok()) return s;
@@ -388,8 +386,8 @@ absl::Status ValidatePlacement(const api::Placement& p, const api::ServiceSpec& 
   absl::StatusOr<std::vector<scheduler::Constraint>> parsed =
       scheduler::ParseConstraints(p.constraints());
   if (!parsed.ok()) {
-    return Invalid(absl::StrCat(parsed.status().message(),
-                                " (--constraint, e.g. node.labels.zone==east)"));
+    return Invalid(
+        absl::StrCat(parsed.status().message(), " (--constraint, e.g. node.labels.zone==east)"));
   }
   for (const api::PlacementPreference& pref : p.preferences()) {
     if (pref.preference_case() != api::PlacementPreference::kSpread) {
@@ -398,15 +396,16 @@ absl::Status ValidatePlacement(const api::Placement& p, const api::ServiceSpec& 
           "spread=node.labels.<name>)");
     }
     if (!scheduler::SpreadKey::Parse(pref.spread().spread_descriptor()).has_value()) {
-      return Invalid(absl::StrCat("invalid placement preference \"spread=",
-                                  pref.spread().spread_descriptor(),
-                                  "\": spread over node.labels.<name> or engine.labels.<name>"));
+      return Invalid(
+          absl::StrCat("invalid placement preference \"spread=", pref.spread().spread_descriptor(),
+                       "\": spread over node.labels.<name> or engine.labels.<name>"));
     }
   }
   if (p.max_replicas() > 0 && (spec.has_global() || spec.has_global_job())) {
-    return Invalid(absl::StrCat("--replicas-max-per-node only applies to replicated services and "
-                                "jobs, not to mode ",
-                                ServiceModeName(spec)));
+    return Invalid(
+        absl::StrCat("--replicas-max-per-node only applies to replicated services and "
+                     "jobs, not to mode ",
+                     ServiceModeName(spec)));
   }
   return absl::OkStatus();
 }
@@ -443,9 +442,9 @@ absl::Status ValidateUpdateConfig(const api::UpdateConfig& u, bool rollback) {
   if (absl::Status s = NonNegative(u.delay(), flag + "delay"); !s.ok()) return s;
   if (absl::Status s = NonNegative(u.monitor(), flag + "monitor"); !s.ok()) return s;
   if (!api::UpdateConfig::FailureAction_IsValid(u.failure_action())) {
-    return Invalid(absl::StrCat("unknown ", flag, "failure-action ", u.failure_action(),
-                                rollback ? "; use pause or continue"
-                                         : "; use pause, continue or rollback"));
+    return Invalid(
+        absl::StrCat("unknown ", flag, "failure-action ", u.failure_action(),
+                     rollback ? "; use pause or continue" : "; use pause, continue or rollback"));
   }
   if (rollback && u.failure_action() == api::UpdateConfig::ROLLBACK) {
     return Invalid(
@@ -458,21 +457,22 @@ absl::Status ValidateUpdateConfig(const api::UpdateConfig& u, bool rollback) {
                                    static_cast<double>(ratio)));
   }
   if (!api::UpdateConfig::Order_IsValid(u.order())) {
-    return Invalid(absl::StrCat("unknown ", flag, "order ", u.order(),
-                                "; use stop-first or start-first"));
+    return Invalid(
+        absl::StrCat("unknown ", flag, "order ", u.order(), "; use stop-first or start-first"));
   }
   return absl::OkStatus();
 }
 
 absl::Status ValidateEndpoint(const api::EndpointSpec& e) {
   if (!api::EndpointSpec::Mode_IsValid(e.mode())) {
-    return Invalid(absl::StrCat("unknown endpoint mode ", e.mode(),
-                                "; use vip or dnsrr (--endpoint-mode)"));
+    return Invalid(
+        absl::StrCat("unknown endpoint mode ", e.mode(), "; use vip or dnsrr (--endpoint-mode)"));
   }
   std::set<std::pair<uint32_t, int>> published;
   for (const api::PortConfig& p : e.ports()) {
     if (!api::PortConfig::Protocol_IsValid(p.protocol())) {
-      return Invalid(absl::StrCat("unknown port protocol ", p.protocol(), "; use tcp, udp or sctp"));
+      return Invalid(
+          absl::StrCat("unknown port protocol ", p.protocol(), "; use tcp, udp or sctp"));
     }
     if (!api::PortConfig::PublishMode_IsValid(p.publish_mode())) {
       return Invalid(
@@ -512,7 +512,8 @@ absl::Status ValidateSecretLike(const api::Annotations& a, const std::string& da
                                 const char* kind, size_t max_bytes, const char* max_text) {
   const std::string& name = a.name();
   if (name.empty()) {
-    return Invalid(absl::StrCat("a ", kind, " name is required (shoal ", kind, " create NAME FILE)"));
+    return Invalid(
+        absl::StrCat("a ", kind, " name is required (shoal ", kind, " create NAME FILE)"));
   }
   if (!NameShapeOk(name, kMaxSecretNameLength, "-_.")) {
     return Invalid(absl::StrCat("invalid ", kind, " name \"", name, "\": use 1 to ",
@@ -549,7 +550,9 @@ const char* ServiceModeName(const api::ServiceSpec& spec) {
   }
 }
 
-bool IsJob(const api::ServiceSpec& spec) { return spec.has_replicated_job() || spec.has_global_job(); }
+bool IsJob(const api::ServiceSpec& spec) {
+  return spec.has_replicated_job() || spec.has_global_job();
+}
 
 const char* ProtocolName(api::PortConfig::Protocol protocol) {
   switch (protocol) {
@@ -586,8 +589,7 @@ absl::Status ValidateServiceSpec(const api::ServiceSpec& spec) {
   if (absl::Status s = ValidateContainerSpec(task); !s.ok()) return s;
   if (absl::Status s = ValidateResources(task.resources()); !s.ok()) return s;
   if (task.has_restart_policy()) {
-    if (absl::Status s = ValidateRestartPolicy(task.restart_policy(), IsJob(spec)); !s.ok())
-      return s;
+    if (absl::Status s = ValidateRestartPolicy(task.restart_policy()); !s.ok()) return s;
   }
   if (absl::Status s = ValidatePlacement(task.placement(), spec); !s.ok()) return s;
   if (task.has_log_driver() && task.log_driver().name().empty() &&

@@ -35,7 +35,7 @@ inline constexpr size_t kMaxConfigDataBytes = 1000 * 1024;
 // enough to catch a negative count that reached us as a huge unsigned number.
 inline constexpr uint64_t kMaxReplicas = 1000000;
 // Docker's minimums for non-zero CPU and memory amounts.
-inline constexpr int64_t kMinNanoCpus = 1000000;           // 0.001 CPU
+inline constexpr int64_t kMinNanoCpus = 1000000;             // 0.001 CPU
 inline constexpr int64_t kMinMemoryBytes = 4 * 1024 * 1024;  // 4 MiB
 
 absl::Status ValidateServiceName(absl::string_view name);

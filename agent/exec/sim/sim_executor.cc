@@ -144,9 +144,9 @@ absl::Status SimExecutor::Load() {
   if (absl::IsNotFound(data.status())) return absl::OkStatus();
   if (!data.ok()) return data.status();
   const auto corrupt = [this](const std::string& why) {
-    return absl::DataLossError(absl::StrCat(
-        "the sim executor's records in ", options_.state_file, " are unreadable (", why,
-        "); delete the file to start with no simulated processes"));
+    return absl::DataLossError(
+        absl::StrCat("the sim executor's records in ", options_.state_file, " are unreadable (",
+                     why, "); delete the file to start with no simulated processes"));
   };
   try {
     const nlohmann::json j = nlohmann::json::parse(*data);

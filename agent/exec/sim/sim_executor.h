@@ -54,7 +54,7 @@ namespace shoal::agent::exec {
 struct SimBehavior {
   enum class Kind { kRunForever, kExit, kCrashAfter };
   Kind kind = Kind::kRunForever;
-  int exit_code = 0;                          // kExit: N; kCrashAfter: 1.
+  int exit_code = 0;                            // kExit: N; kCrashAfter: 1.
   absl::Duration after = absl::ZeroDuration();  // kCrashAfter.
 };
 
