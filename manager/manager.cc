@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
 #include "common/unique_fd.h"
+#include "manager/allocator/allocator.h"
 #include "manager/ca/ca_server.h"
 #include "manager/ca/rotation.h"
 #include "manager/cluster_object.h"
@@ -24,6 +25,7 @@
 #include "manager/encryption/key_ring_encrypter.h"
 #include "manager/metrics.h"
 #include "manager/rolemanager/role_manager.h"
+#include "manager/scheduling/scheduling_loop.h"
 #include "proto/raft_transport.grpc.pb.h"
 #include "spdlog/spdlog.h"
 
@@ -563,14 +565,34 @@ void Manager::OnLeadershipChange(bool leading) {
     caopts.clock = clock_;
     ca_rotation_ = std::make_unique<CaRotationReconciler>(store_.get(), caopts);
     ca_rotation_->Start();
+    StartOrchestration();
     return;
   }
+  StopOrchestration();
   // The dispatcher first: it must not judge liveness while the others wind down.
   if (dispatcher_ != nullptr) dispatcher_->Stop();
   if (ca_rotation_ != nullptr) ca_rotation_->Stop();
   ca_rotation_.reset();
   if (role_manager_ != nullptr) role_manager_->Stop();
   role_manager_.reset();
+}
+
+void Manager::StartOrchestration() {
+  AllocatorOptions aopts;
+  aopts.clock = clock_;
+  allocator_ = std::make_unique<Allocator>(store_.get(), aopts);
+  allocator_->Start();
+  SchedulingOptions sopts;
+  sopts.clock = clock_;
+  scheduling_ = std::make_unique<SchedulingLoop>(store_.get(), sopts);
+  scheduling_->Start();
+}
+
+void Manager::StopOrchestration() {
+  if (scheduling_ != nullptr) scheduling_->Stop();
+  scheduling_.reset();
+  if (allocator_ != nullptr) allocator_->Stop();
+  allocator_.reset();
 }
 
 void Manager::PromoteCaughtUpLearners(const raft::RaftNode::Info& info) {

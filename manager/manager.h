@@ -60,6 +60,8 @@ class NodeCaService;
 class ManagerCaService;
 class RoleManager;
 class CaRotationReconciler;
+class Allocator;
+class SchedulingLoop;
 class ManagerMetrics;
 class Manager;
 
@@ -145,6 +147,8 @@ class Manager : public RaftControl {
   absl::Status CreateInitialObjects();
   void LeadershipLoop();
   void OnLeadershipChange(bool leading);
+  void StartOrchestration();
+  void StopOrchestration();
   void PromoteCaughtUpLearners(const raft::RaftNode::Info& info);
   void ProbeReachability();
   void WatchUnlockKey();
@@ -189,6 +193,9 @@ class Manager : public RaftControl {
   // Leader-only loops, run while leading.
   std::unique_ptr<RoleManager> role_manager_;
   std::unique_ptr<CaRotationReconciler> ca_rotation_;
+  // Orchestration (docs/orchestration.md), leader only.
+  std::unique_ptr<Allocator> allocator_;
+  std::unique_ptr<SchedulingLoop> scheduling_;
 
   std::thread leadership_thread_;
   std::thread unlock_key_thread_;

@@ -6,9 +6,11 @@
 
 #include <google/protobuf/util/message_differencer.h>
 
-#include "absl/container/flat_hash_set.h"
+#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "manager/allocator/port_allocator.h"
 #include "spdlog/spdlog.h"
 
 namespace shoal::manager {
@@ -162,12 +164,23 @@ bool Allocator::HasWork() const {
 absl::Status Allocator::Pass(bool scan) {
   if (state_ == nullptr) {
     store_->View([&](const store::ReadTx& tx) ABSL_NO_THREAD_SAFETY_ANALYSIS { Rebuild(tx); });
+  } else if (scan) {
+    // Whatever a missed change would have asked for: every service, every NEW task.
+    store_->View([&](const store::ReadTx& tx) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      for (const api::Service* s : tx.List<api::Service>()) state_->dirty_services.insert(s->id());
+      for (api::TaskState desired : {api::TASK_STATE_RUNNING, api::TASK_STATE_COMPLETE}) {
+        for (const api::Task* t : tx.FindTasksByDesiredState(desired)) {
+          if (Allocatable(*t)) state_->new_tasks.insert(t->id());
+        }
+      }
+    });
+    state_->ports_freed = true;
   }
   absl::Status first;
   for (int round = 0; round < kMaxRounds; ++round) {
     absl::Status s = AllocateServices();
     if (first.ok()) first = s;
-    s = AllocateTasks(scan && round == 0);
+    s = AllocateTasks();
     if (first.ok()) first = s;
     // Another round only for services a task found out of date (and their tasks).
     if (!first.ok() || state_->dirty_services.empty()) break;
@@ -247,17 +260,8 @@ absl::Status Allocator::AllocateServices() {
   return absl::OkStatus();
 }
 
-absl::Status Allocator::AllocateTasks(bool scan) {
+absl::Status Allocator::AllocateTasks() {
   State& st = *state_;
-  if (scan) {
-    store_->View([&](const store::ReadTx& tx) {
-      for (api::TaskState desired : {api::TASK_STATE_RUNNING, api::TASK_STATE_COMPLETE}) {
-        for (const api::Task* t : tx.FindTasksByDesiredState(desired)) {
-          if (Allocatable(*t)) st.new_tasks.insert(t->id());
-        }
-      }
-    });
-  }
   if (st.new_tasks.empty()) return absl::OkStatus();
   std::vector<std::string> ids(st.new_tasks.begin(), st.new_tasks.end());
   st.new_tasks.clear();
@@ -364,7 +368,8 @@ void Allocator::Run() {
         const absl::Time now = clock_->Now();
         retry_at = s.ok() ? absl::InfiniteFuture() : now + kRetryAfterError;
         if (scan) next_resync = now + options_.resync_interval;
-        window_end = absl::InfiniteFuture();
+        // Work left for later (e.g. decisions whose write did not commit) gets its own pass.
+        window_end = s.ok() && HasWork() ? now + options_.batch_window : absl::InfiniteFuture();
         due = scan = false;
       }
       const absl::Time wake = std::min({next_resync, retry_at, window_end});

@@ -40,13 +40,10 @@
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/btree_set.h"
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
-#include "manager/allocator/port_allocator.h"
 #include "manager/store/memory_store.h"
 
 namespace shoal::manager {
@@ -100,10 +97,11 @@ class Allocator {
   void Rebuild(const store::ReadTx& tx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
   // Takes one committed change into `state_`.
   void Observe(const store::StoreChange& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
-  // Handles the services and tasks marked in `state_`. `scan`: also look for every NEW task.
+  // Handles the services and tasks marked in `state_`. `scan`: first mark every service and
+  // every NEW task in the store (the periodic resync).
   absl::Status Pass(bool scan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
   absl::Status AllocateServices() ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
-  absl::Status AllocateTasks(bool scan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
+  absl::Status AllocateTasks() ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
   bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
 
   store::MemoryStore* const store_;

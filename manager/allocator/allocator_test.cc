@@ -297,5 +297,28 @@ TEST_F(AllocatorTest, WriteFailuresAreRetried) {
   ASSERT_TRUE(WaitFor([&] { return GetTask("a-t1").status().state() == api::TASK_STATE_PENDING; }));
 }
 
+TEST_F(AllocatorTest, PeriodicResyncRewritesNothing) {
+  CreateService("a", "web", {Port(80, 8080)});
+  CreateService("b", "api", {Port(81, 8080)});
+  CreateTasks("a", 2);
+  CreateTasks("b", 1);
+  CreateTasks("a", 1, [](api::Task* t) {
+    t->set_id("a-net");
+    t->mutable_spec()->add_networks()->set_target("net1");
+  });
+  allocator_.Start();
+  ASSERT_TRUE(WaitFor([&] {
+    return GetTask("a-t2").status().state() == api::TASK_STATE_PENDING &&
+           !GetTask("b-t1").status().message().empty() &&
+           !GetTask("a-net").status().message().empty();
+  }));
+  const uint64_t version = f_.store.version();
+  const uint64_t passes = allocator_.passes();
+  f_.clock.Advance(absl::Seconds(6));
+  ASSERT_TRUE(WaitFor([&] { return allocator_.passes() > passes; }));
+  EXPECT_EQ(f_.store.version(), version);
+  allocator_.Stop();
+}
+
 }  // namespace
 }  // namespace shoal::manager
