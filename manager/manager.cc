@@ -24,6 +24,7 @@
 #include "manager/encryption/dek_file.h"
 #include "manager/encryption/key_ring_encrypter.h"
 #include "manager/metrics.h"
+#include "manager/orchestrator/orchestrators.h"
 #include "manager/rolemanager/role_manager.h"
 #include "manager/scheduling/scheduling_loop.h"
 #include "proto/raft_transport.grpc.pb.h"
@@ -578,6 +579,10 @@ void Manager::OnLeadershipChange(bool leading) {
 }
 
 void Manager::StartOrchestration() {
+  orchestrator::OrchestratorOptions oopts;
+  oopts.clock = clock_;
+  orchestrators_ = std::make_unique<orchestrator::Orchestrators>(store_.get(), oopts);
+  orchestrators_->Start();
   AllocatorOptions aopts;
   aopts.clock = clock_;
   allocator_ = std::make_unique<Allocator>(store_.get(), aopts);
@@ -593,6 +598,8 @@ void Manager::StopOrchestration() {
   scheduling_.reset();
   if (allocator_ != nullptr) allocator_->Stop();
   allocator_.reset();
+  if (orchestrators_ != nullptr) orchestrators_->Stop();
+  orchestrators_.reset();
 }
 
 void Manager::PromoteCaughtUpLearners(const raft::RaftNode::Info& info) {

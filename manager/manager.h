@@ -61,6 +61,9 @@ class ManagerCaService;
 class RoleManager;
 class CaRotationReconciler;
 class Allocator;
+namespace orchestrator {
+class Orchestrators;
+}  // namespace orchestrator
 class SchedulingLoop;
 class ManagerMetrics;
 class Manager;
@@ -194,6 +197,7 @@ class Manager : public RaftControl {
   std::unique_ptr<RoleManager> role_manager_;
   std::unique_ptr<CaRotationReconciler> ca_rotation_;
   // Orchestration (docs/orchestration.md), leader only.
+  std::unique_ptr<orchestrator::Orchestrators> orchestrators_;
   std::unique_ptr<Allocator> allocator_;
   std::unique_ptr<SchedulingLoop> scheduling_;
 

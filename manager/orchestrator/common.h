@@ -16,8 +16,8 @@
 
 #include <atomic>
 #include <cstddef>
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -100,7 +100,7 @@ api::Task NewTask(const api::Service& service, const api::Cluster* cluster, uint
 struct RestartPolicy {
   api::RestartPolicy::Condition condition = api::RestartPolicy::ANY;
   absl::Duration delay = absl::Seconds(5);
-  uint64_t max_attempts = 0;                    // 0 = unlimited
+  uint64_t max_attempts = 0;                     // 0 = unlimited
   absl::Duration window = absl::ZeroDuration();  // 0 = since the spec version started
 };
 inline constexpr absl::Duration kDefaultRestartDelay = absl::Seconds(5);
@@ -111,9 +111,9 @@ bool ConditionWantsRestart(const api::Task& task);
 
 // What the orchestrators make of a node.
 enum class NodeVerdict {
-  kUsable,     // exists, ACTIVE, not DOWN: keeps its tasks and may get new ones
-  kKeep,       // PAUSE, or DOWN for less than the grace: keeps its tasks, gets no new ones
-  kUnusable,   // gone, DRAIN, or DOWN for the grace or longer: its tasks go
+  kUsable,    // exists, ACTIVE, not DOWN: keeps its tasks and may get new ones
+  kKeep,      // PAUSE, or DOWN for less than the grace: keeps its tasks, gets no new ones
+  kUnusable,  // gone, DRAIN, or DOWN for the grace or longer: its tasks go
 };
 
 // Remembers since when each node has been seen DOWN, for the grace period.

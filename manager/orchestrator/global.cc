@@ -15,9 +15,7 @@ namespace {
 
 using Op = std::function<absl::Status(store::WriteTx&)>;
 
-bool IsGlobal(const api::Service* s) {
-  return s != nullptr && ModeOf(*s) == ServiceMode::kGlobal;
-}
+bool IsGlobal(const api::Service* s) { return s != nullptr && ModeOf(*s) == ServiceMode::kGlobal; }
 
 bool LiveForService(const api::Task& t) { return t.desired_state() <= api::TASK_STATE_RUNNING; }
 
@@ -64,8 +62,7 @@ void GlobalOrchestrator::Observe(const store::StoreEvent& e) {
     }
     case api::OBJECT_KIND_NODE: {
       const api::Node& n = e.object->node();
-      nodes_.Observe(n.id(), e.action == api::StoreAction::REMOVE ? nullptr : &n,
-                     clock()->Now());
+      nodes_.Observe(n.id(), e.action == api::StoreAction::REMOVE ? nullptr : &n, clock()->Now());
       dirty_nodes_.insert(n.id());
       break;
     }

@@ -108,9 +108,8 @@ void ReconcileLoop::Run() {
       }
       absl::Duration wait = std::max(wake - clock_->Now(), absl::ZeroDuration());
       if (injected) wait = std::min(wait, kInjectedClockPoll);
-      absl::StatusOr<store::StoreChange> change =
-          watcher->Next(wait == absl::InfiniteDuration() ? absl::InfiniteFuture()
-                                                         : absl::Now() + wait);
+      absl::StatusOr<store::StoreChange> change = watcher->Next(
+          wait == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + wait);
       if (change.ok()) {
         absl::MutexLock work(&work_mu_);
         for (const store::StoreEvent& e : change->events) Observe(e);
