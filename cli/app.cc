@@ -9,6 +9,8 @@
 #include "cli/context.h"
 #include "cli/info_command.h"
 #include "cli/node_command.h"
+#include "cli/secret_command.h"
+#include "cli/service_command.h"
 #include "cli/swarm_command.h"
 
 namespace shoal::cli {
@@ -29,6 +31,9 @@ int RunWith(int argc, const char* const* argv, Context& ctx) {
   AddVersionCommand(app, ctx);
   AddSwarmCommand(app, ctx);
   AddNodeCommand(app, ctx);
+  AddServiceCommand(app, ctx);
+  AddSecretCommand(app, ctx);
+  AddConfigCommand(app, ctx);
 
   try {
     app.parse(argc, argv);
@@ -53,12 +58,18 @@ int RunWith(int argc, const char* const* argv, Context& ctx) {
 }  // namespace
 
 int Run(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
-  Context ctx(std::cin, out, err, ::isatty(STDIN_FILENO) == 1);
+  Context ctx(std::cin, out, err, ::isatty(STDIN_FILENO) == 1, ::isatty(STDOUT_FILENO) == 1);
   return RunWith(argc, argv, ctx);
 }
 
 int Run(int argc, const char* const* argv, std::istream& in, std::ostream& out, std::ostream& err) {
-  Context ctx(in, out, err, /*in_is_terminal=*/false);
+  return Run(argc, argv, in, out, err, RealClock());
+}
+
+int Run(int argc, const char* const* argv, std::istream& in, std::ostream& out, std::ostream& err,
+        Clock& clock) {
+  Context ctx(in, out, err, /*in_is_terminal=*/false, /*out_is_terminal=*/false);
+  ctx.set_clock(&clock);
   return RunWith(argc, argv, ctx);
 }
 

@@ -4,6 +4,8 @@
 
 #include <iosfwd>
 
+#include "common/clock.h"
+
 namespace shoal::cli {
 
 // Runs the CLI with the process's arguments; returns the exit status. Normal output goes to
@@ -11,8 +13,11 @@ namespace shoal::cli {
 // comes from the process's stdin.
 int Run(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
 
-// The same with input read from `in`, which is never treated as a terminal (for tests).
+// The same with input read from `in`; neither `in` nor `out` is treated as a terminal (for
+// tests). `clock` (default: the real one) paces and times the waits for convergence.
 int Run(int argc, const char* const* argv, std::istream& in, std::ostream& out, std::ostream& err);
+int Run(int argc, const char* const* argv, std::istream& in, std::ostream& out, std::ostream& err,
+        Clock& clock);
 
 }  // namespace shoal::cli
 

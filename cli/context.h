@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/clock.h"
 #include "control.grpc.pb.h"
 
 namespace shoal::cli {
@@ -23,9 +24,15 @@ struct CommandError {
 class Context {
  public:
   // `in_is_terminal`: `in` is the process's stdin and a terminal (prompts are shown then, and
-  // secrets are read without echo).
-  Context(std::istream& in, std::ostream& out, std::ostream& err, bool in_is_terminal = false)
-      : in_(in), out_(out), err_(err), in_is_terminal_(in_is_terminal) {}
+  // secrets are read without echo). `out_is_terminal`: `out` is a terminal (progress displays
+  // redraw their lines in place then, instead of printing a line per change).
+  Context(std::istream& in, std::ostream& out, std::ostream& err, bool in_is_terminal = false,
+          bool out_is_terminal = false)
+      : in_(in),
+        out_(out),
+        err_(err),
+        in_is_terminal_(in_is_terminal),
+        out_is_terminal_(out_is_terminal) {}
 
   std::string& host_flag() { return host_flag_; }
   // The daemon address actually used (flag, then $SHOAL_HOST, then the default).
@@ -39,13 +46,20 @@ class Context {
   std::istream& in() { return in_; }
   bool in_is_terminal() const { return in_is_terminal_; }
   std::ostream& out() { return out_; }
+  bool out_is_terminal() const { return out_is_terminal_; }
   std::ostream& err() { return err_; }
+
+  // The clock commands wait with (convergence polling) and show times against.
+  Clock& clock() { return *clock_; }
+  void set_clock(Clock* clock) { clock_ = clock; }
 
  private:
   std::istream& in_;
   std::ostream& out_;
   std::ostream& err_;
   const bool in_is_terminal_;
+  const bool out_is_terminal_;
+  Clock* clock_ = &RealClock();
   std::string host_flag_;
   std::unique_ptr<api::Control::Stub> control_;
 };

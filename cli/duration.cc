@@ -94,6 +94,36 @@ std::string HumanDuration(absl::Duration d) {
   return absl::StrFormat("%d years", absl::ToInt64Hours(d) / 24 / 365);
 }
 
+std::string GoDurationString(absl::Duration d) {
+  if (d == absl::ZeroDuration()) return "0s";
+  std::string sign;
+  if (d < absl::ZeroDuration()) {
+    sign = "-";
+    d = -d;
+  }
+  // A number of `unit`s with its fraction, trailing zeros dropped: "1.5", "30".
+  auto decimal = [](int64_t value, int64_t unit) {
+    std::string out = absl::StrCat(value / unit);
+    int64_t frac = value % unit;
+    if (frac == 0) return out;
+    std::string digits = absl::StrCat(unit + frac).substr(1);  // zero-padded
+    while (!digits.empty() && digits.back() == '0') digits.pop_back();
+    return absl::StrCat(out, ".", digits);
+  };
+  const int64_t ns = absl::ToInt64Nanoseconds(d);
+  if (ns < 1000) return absl::StrCat(sign, ns, "ns");
+  if (ns < 1000000) return absl::StrCat(sign, decimal(ns, 1000), "\xc2\xb5s");  // µs
+  if (ns < 1000000000) return absl::StrCat(sign, decimal(ns, 1000000), "ms");
+  const int64_t hours = ns / (3600 * int64_t{1000000000});
+  const int64_t minutes = ns / (60 * int64_t{1000000000}) % 60;
+  const int64_t sec_ns = ns % (60 * int64_t{1000000000});
+  std::string out = sign;
+  if (hours > 0) absl::StrAppend(&out, hours, "h");
+  if (hours > 0 || minutes > 0) absl::StrAppend(&out, minutes, "m");
+  absl::StrAppend(&out, decimal(sec_ns, 1000000000), "s");
+  return out;
+}
+
 absl::Duration FromProto(const google::protobuf::Duration& d) {
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }

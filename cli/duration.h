@@ -22,6 +22,10 @@ absl::StatusOr<absl::Duration> ParseDuration(const std::string& text);
 // "3 months", "2 years".
 std::string HumanDuration(absl::Duration d);
 
+// Go's time.Duration.String(), as docker prints durations in `inspect --pretty`: "0s", "500ms",
+// "1.5s", "1m30s", "1h0m0s".
+std::string GoDurationString(absl::Duration d);
+
 absl::Duration FromProto(const google::protobuf::Duration& d);
 google::protobuf::Duration ToProto(absl::Duration d);
 

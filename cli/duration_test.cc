@@ -43,6 +43,21 @@ TEST(HumanDurationTest, DockerApproximations) {
   EXPECT_EQ(HumanDuration(absl::Hours(24 * 365 * 3)), "3 years");
 }
 
+TEST(GoDurationStringTest, AsGoPrintsThem) {
+  EXPECT_EQ(GoDurationString(absl::ZeroDuration()), "0s");
+  EXPECT_EQ(GoDurationString(absl::Nanoseconds(4)), "4ns");
+  EXPECT_EQ(GoDurationString(absl::Microseconds(1500)), "1.5ms");
+  EXPECT_EQ(GoDurationString(absl::Nanoseconds(2500)), "2.5\xc2\xb5s");
+  EXPECT_EQ(GoDurationString(absl::Milliseconds(500)), "500ms");
+  EXPECT_EQ(GoDurationString(absl::Seconds(5)), "5s");
+  EXPECT_EQ(GoDurationString(absl::Milliseconds(1500)), "1.5s");
+  EXPECT_EQ(GoDurationString(absl::Seconds(90)), "1m30s");
+  EXPECT_EQ(GoDurationString(absl::Minutes(5)), "5m0s");
+  EXPECT_EQ(GoDurationString(absl::Hours(1)), "1h0m0s");
+  EXPECT_EQ(GoDurationString(absl::Hours(26) + absl::Seconds(3)), "26h0m3s");
+  EXPECT_EQ(GoDurationString(-absl::Seconds(2)), "-2s");
+}
+
 TEST(DurationProtoTest, RoundTrips) {
   const absl::Duration d = absl::Seconds(5) + absl::Nanoseconds(7);
   const google::protobuf::Duration p = ToProto(d);

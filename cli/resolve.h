@@ -74,8 +74,17 @@ grpc::Status Resolve(const ObjectLookup<T>& lookup, const std::string& ref, T* o
   return grpc::Status::OK;
 }
 
-// The node lookups over the Control API.
+// The lookups over the Control API, one per kind.
 ObjectLookup<api::Node> NodeLookup(api::Control::Stub& control);
+ObjectLookup<api::Service> ServiceLookup(api::Control::Stub& control);
+ObjectLookup<api::Secret> SecretLookup(api::Control::Stub& control);
+ObjectLookup<api::Config> ConfigLookup(api::Control::Stub& control);
+ObjectLookup<api::Network> NetworkLookup(api::Control::Stub& control);
+
+// The object `ref` names (exact ID, name, unique ID prefix). Throws CommandError otherwise.
+api::Service ResolveService(Context& ctx, const std::string& ref);
+api::Secret ResolveSecret(Context& ctx, const std::string& ref);
+api::Config ResolveConfig(Context& ctx, const std::string& ref);
 
 // The node `ref` names ("self" is the node the CLI talks to). Throws CommandError otherwise.
 api::Node ResolveNode(Context& ctx, const std::string& ref);
