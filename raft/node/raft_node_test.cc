@@ -55,6 +55,9 @@ TEST(RaftNodeTest, ThreeMembersElectALeaderAndReplicate) {
     EXPECT_EQ(c.member(id).kv->Get("a"), "2") << "member " << id << "\n" << c.Describe();
   }
   EXPECT_EQ(c.node(lead).GetInfo().members.size(), 3u);
+  // The lock-free accessors agree with the published Info (the proposer woke after publishing).
+  EXPECT_EQ(c.node(lead).Leader(), lead);
+  EXPECT_EQ(c.node(lead).Term(), c.node(lead).GetInfo().term);
 }
 
 TEST(RaftNodeTest, ProposalOnFollowerIsForwardedToTheLeader) {

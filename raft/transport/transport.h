@@ -3,9 +3,12 @@
 // What it guarantees:
 // - Send() never blocks on the network. Each peer has a bounded queue; a full queue drops the
 //   new messages for that peer and reports it unreachable (Raft retransmits what matters).
-// - Each peer has its own sender thread draining its queue into ONE long-lived RaftTransport.Send
-//   client stream, packing everything queued into MessageBatch messages of at most
-//   max_batch_bytes. So messages to one peer leave in Send() order, and a peer that is down,
+// - Each peer has ONE long-lived RaftTransport.Send client stream (gRPC's asynchronous API);
+//   everything queued is packed into MessageBatch messages of at most max_batch_bytes. When the
+//   stream is open and no write is in flight, Send() starts the write itself, on the caller's
+//   thread (non-blocking: no hand-off to another thread on the common path); otherwise the
+//   messages queue and the peer's sender thread, which reaps write completions, sends them as
+//   the next batch. So messages to one peer leave in Send() order, and a peer that is down,
 //   hung or slow only ever fills its own queue: it never delays another peer's messages.
 // - A broken stream (or a failed connect) reports the peer unreachable and is reopened after a
 //   backoff doubling from 50 ms to 1 s (measured on the injected Clock). While backing off the
