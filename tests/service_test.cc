@@ -224,5 +224,50 @@ TEST_F(ServiceTest, RestartPolicyLimitsAndJobsComplete) {
   EXPECT_EQ(complete, 3) << Describe("batch");
 }
 
+TEST_F(ServiceTest, RollingUpdateAndAutomaticRollback) {
+  Build(1);
+  ASSERT_EQ(Cli({"service", "create", "-d", "--name", "app", "--replicas", "4",
+                 "--update-parallelism", "2", "--update-delay", "200ms", "--update-monitor", "1s",
+                 "--update-failure-action", "rollback", "--rollback-monitor", "1s", "sim/app:1"})
+                .exit_code,
+            0);
+  ASSERT_TRUE(WaitFor([&] { return Running("app") == 4; }, kConverge, absl::Milliseconds(200)))
+      << Describe("app");
+  auto running_images = [&] {
+    std::map<std::string, int> images;
+    for (const nlohmann::json& t : JsonLines(Cli({"service", "ps", "app", "--format", "json"}))) {
+      if (absl::StartsWith(t.value("DesiredState", ""), "Running") &&
+          absl::StartsWith(t.value("CurrentState", ""), "Running")) {
+        ++images[t.value("Image", "")];
+      }
+    }
+    return images;
+  };
+  // A good update rolls every task to the new image, two at a time; the CLI waits for it.
+  CommandResult up = Cli({"service", "update", "--image", "sim/app:2", "app"});
+  ASSERT_EQ(up.exit_code, 0) << up.err << up.out << manager_->LogText();
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        std::map<std::string, int> images = running_images();
+        return images.size() == 1 && images.count("sim/app:2") == 1 && images["sim/app:2"] == 4;
+      },
+      kConverge, absl::Milliseconds(200)))
+      << Describe("app");
+  nlohmann::json inspect = nlohmann::json::parse(Cli({"service", "inspect", "app"}).out)[0];
+  EXPECT_EQ(inspect["UpdateStatus"].value("State", ""), "completed") << inspect.dump();
+  // A bad update (its tasks fail at once) is rolled back automatically to sim/app:2.
+  CommandResult bad = Cli({"service", "update", "-d", "--image", "sim/exit:1", "app"});
+  ASSERT_EQ(bad.exit_code, 0) << bad.err;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        nlohmann::json i = nlohmann::json::parse(Cli({"service", "inspect", "app"}).out)[0];
+        std::map<std::string, int> images = running_images();
+        return i["UpdateStatus"].value("State", "") == "rollback_completed" && images.size() == 1 &&
+               images["sim/app:2"] == 4;
+      },
+      kConverge, absl::Milliseconds(200)))
+      << Describe("app") << Cli({"service", "inspect", "app"}).out;
+}
+
 }  // namespace
 }  // namespace shoal::testing

@@ -1,4 +1,4 @@
-// Orchestrators: the five leader-only orchestration loops of docs/orchestration.md, owned and
+// Orchestrators: the six leader-only orchestration loops of docs/orchestration.md, owned and
 // started together — what the manager runs while it is the Raft leader:
 //
 //   ReplicatedOrchestrator  replicated services: slots 1..replicas        (replicated.h)
@@ -7,6 +7,7 @@
 //   RestartSupervisor       replacements for tasks that ended             (restart.h)
 //   TaskReaper              deletes finished history, REMOVE tasks and removed services
 //                                                                         (task_reaper.h)
+//   Updater                 rolling updates and rollbacks of outdated tasks (update.h)
 //
 // Usage (manager): construct once with the store; Start() on gaining leadership, Stop() on losing
 // it (and before the store goes away). Each loop rebuilds its state from the store on Start.
@@ -21,6 +22,7 @@
 #include "manager/orchestrator/replicated.h"
 #include "manager/orchestrator/restart.h"
 #include "manager/orchestrator/task_reaper.h"
+#include "manager/orchestrator/update.h"
 #include "manager/store/memory_store.h"
 
 namespace shoal::manager::orchestrator {
@@ -33,7 +35,8 @@ class Orchestrators {
         global_(store, options),
         jobs_(store, options),
         restarts_(store, options),
-        reaper_(store, options) {}
+        reaper_(store, options),
+        updater_(store, options) {}
   ~Orchestrators() { Stop(); }
   Orchestrators(const Orchestrators&) = delete;
   Orchestrators& operator=(const Orchestrators&) = delete;
@@ -45,6 +48,7 @@ class Orchestrators {
     jobs_.Start();
     restarts_.Start();
     reaper_.Start();
+    updater_.Start();
   }
   // Stops every loop and joins their threads. Idempotent; prompt.
   void Stop() {
@@ -53,6 +57,7 @@ class Orchestrators {
     jobs_.Stop();
     restarts_.Stop();
     reaper_.Stop();
+    updater_.Stop();
   }
 
   ReplicatedOrchestrator& replicated() { return replicated_; }
@@ -60,6 +65,7 @@ class Orchestrators {
   JobOrchestrator& jobs() { return jobs_; }
   RestartSupervisor& restarts() { return restarts_; }
   TaskReaper& reaper() { return reaper_; }
+  Updater& updater() { return updater_; }
 
  private:
   ReplicatedOrchestrator replicated_;
@@ -67,6 +73,7 @@ class Orchestrators {
   JobOrchestrator jobs_;
   RestartSupervisor restarts_;
   TaskReaper reaper_;
+  Updater updater_;
 };
 
 }  // namespace shoal::manager::orchestrator

@@ -267,6 +267,17 @@ absl::Status RestartSupervisor::StartDue(absl::Time now) {
       if (t == nullptr || t->desired_state() != api::TASK_STATE_READY) return absl::OkStatus();
       const api::Service* svc = tx.Get<api::Service>(t->service_id());
       if (svc == nullptr || svc->pending_delete()) return absl::OkStatus();
+      // A stop-first update's replacement also waits in READY: the updater raises it once the
+      // task it replaces has stopped. Leave it alone while that task is still running.
+      const std::vector<const api::Task*> slot =
+          t->slot() > 0 ? tx.FindTasksBySlot(t->service_id(), t->slot())
+                        : tx.FindTasksByServiceAndNode(t->service_id(), t->node_id());
+      for (const api::Task* other : slot) {
+        if (other->id() != id && other->desired_state() == api::TASK_STATE_SHUTDOWN &&
+            other->status().state() <= api::TASK_STATE_RUNNING) {
+          return absl::OkStatus();
+        }
+      }
       return RaiseDesiredState(tx, id, RunDesiredState(IsJobTask(*t)));
     });
   }
