@@ -588,8 +588,7 @@ TEST_F(SwarmTest, LeaveWipesTheNodeAndItCanJoinAgain) {
   // It can join again, as a new node.
   ASSERT_EQ(Join(w, token, m).exit_code, 0) << w.LogText();
   EXPECT_NE(NodeId(w), first_id);
-  EXPECT_TRUE(WaitFor([&] { return NodeList(m).size() == 3; }, kConverge,
-                      absl::Milliseconds(200)));
+  EXPECT_TRUE(WaitFor([&] { return NodeList(m).size() == 3; }, kConverge, absl::Milliseconds(200)));
   ASSERT_EQ(m.Cli({"node", "rm", first_id}).exit_code, 0);
   EXPECT_TRUE(WaitConverged(m, 2, 1)) << Summary(NodeList(m));
 }
