@@ -68,15 +68,38 @@ bool SameMembers(const std::vector<ManagerMember>& a, const std::vector<ManagerM
 }
 
 // Whether two versions of a task differ in more than their status (and store metadata): what
-// the agent needs to hear about. Its own status reports are not echoed back.
+// the agent needs to hear about. Its own status reports are not echoed back. A task's spec and
+// annotations are written once, when an orchestrator creates it (an update replaces the task),
+// so they are not compared; everything a manager may change later is.
 bool DiffersBeyondStatus(const api::Task& a, const api::Task& b) {
-  api::Task x = a;
-  api::Task y = b;
-  x.clear_status();
-  x.clear_meta();
-  y.clear_status();
-  y.clear_meta();
-  return !google::protobuf::util::MessageDifferencer::Equals(x, y);
+  using google::protobuf::util::MessageDifferencer;
+  if (a.desired_state() != b.desired_state() || a.node_id() != b.node_id() ||
+      a.service_id() != b.service_id() || a.slot() != b.slot() ||
+      a.spec_version().index() != b.spec_version().index() ||
+      a.job_iteration().index() != b.job_iteration().index() ||
+      a.networks_size() != b.networks_size() ||
+      a.assigned_generic_resources_size() != b.assigned_generic_resources_size()) {
+    return true;
+  }
+  for (int i = 0; i < a.networks_size(); ++i) {
+    if (!MessageDifferencer::Equals(a.networks(i), b.networks(i))) return true;
+  }
+  for (int i = 0; i < a.assigned_generic_resources_size(); ++i) {
+    if (!MessageDifferencer::Equals(a.assigned_generic_resources(i),
+                                    b.assigned_generic_resources(i))) {
+      return true;
+    }
+  }
+  return !MessageDifferencer::Equals(a.endpoint(), b.endpoint()) ||
+         !MessageDifferencer::Equals(a.log_driver(), b.log_driver());
+}
+
+// Whether a session message says nothing new: the node's store metadata alone (e.g. the
+// registration being committed) is not news to the agent.
+bool SameSessionMessage(const api::SessionMessage& a, const api::SessionMessage& b) {
+  google::protobuf::util::MessageDifferencer differ;
+  differ.IgnoreField(api::Node::descriptor()->FindFieldByName("meta"));
+  return differ.Compare(a, b);
 }
 
 bool Assignable(const api::Task& task, const std::string& node_id) {
@@ -114,7 +137,9 @@ Dispatcher::Dispatcher(store::MemoryStore* store, RaftControl* raft, DispatcherO
     : store_(store),
       raft_(raft),
       options_(options),
-      clock_(options.clock != nullptr ? options.clock : &RealClock()) {}
+      clock_(options.clock != nullptr ? options.clock : &RealClock()),
+      batcher_(store),
+      hub_(store) {}
 
 Dispatcher::~Dispatcher() { Stop(); }
 
@@ -255,6 +280,7 @@ void Dispatcher::CheckLiveness() {
   // nodes, which have moved to the new leader.
   if (!raft_->IsLeader()) return;
   const absl::Time now = clock_->Now();
+  OrphanTasksOfLongDownNodes(now);
   std::vector<std::string> down;
   {
     absl::MutexLock lock(&mu_);
@@ -309,6 +335,53 @@ void Dispatcher::CheckLiveness() {
     spdlog::info("dispatcher: node {} is down (heartbeat failure)", id);
 }
 
+void Dispatcher::OrphanTasksOfLongDownNodes(absl::Time now) {
+  std::vector<std::string> orphan;
+  store_->View([&](const store::ReadTx& tx) {
+    for (const api::Node* n : tx.List<api::Node>()) {
+      if (n->status().state() != api::NodeStatus::DOWN) continue;
+      // The node's last update is at or after the moment it went down: never too early.
+      const google::protobuf::Timestamp& ts = n->meta().updated_at();
+      const absl::Time since = absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+      if (now - since < options_.orphan_after) continue;
+      for (const api::Task* t : tx.FindTasksByNode(n->id())) {
+        if (t->status().state() <= api::TASK_STATE_RUNNING) {
+          orphan.push_back(n->id());
+          break;
+        }
+      }
+    }
+  });
+  if (orphan.empty()) return;
+  const std::string why = absl::StrCat("the node has been down for more than ",
+                                       absl::FormatDuration(options_.orphan_after),
+                                       "; what became of the task is unknown");
+  size_t marked = 0;
+  absl::Status s = UpdateWithRetry(*store_, [&](store::WriteTx& tx) -> absl::Status {
+    marked = 0;
+    for (const std::string& node_id : orphan) {
+      const api::Node* node = tx.Get<api::Node>(node_id);
+      if (node == nullptr || node->status().state() != api::NodeStatus::DOWN) continue;
+      for (const api::Task* t : tx.FindTasksByNode(node_id)) {
+        if (t->status().state() > api::TASK_STATE_RUNNING) continue;
+        api::Task updated = *t;
+        updated.mutable_status()->set_state(api::TASK_STATE_ORPHANED);
+        updated.mutable_status()->set_message(why);
+        ToProto(now, updated.mutable_status()->mutable_timestamp());
+        if (absl::Status u = tx.Update(std::move(updated)); !u.ok()) return u;
+        ++marked;
+      }
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) {
+    spdlog::warn("dispatcher: marking tasks of long-down nodes orphaned failed: {}", s.ToString());
+  } else if (marked > 0) {
+    spdlog::info("dispatcher: {} task(s) on {} long-down node(s) marked orphaned", marked,
+                 orphan.size());
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Session and Heartbeat
 // ---------------------------------------------------------------------------------------------
@@ -343,26 +416,42 @@ grpc::Status Dispatcher::Session(grpc::ServerContext* context, const api::Sessio
     EndSessionLocked(session, std::move(why));
   };
 
+  // The registration is committed with other nodes' writes; the stream does not wait for it.
   const std::string addr = PeerIp(context->peer());
-  absl::Status registered = UpdateWithRetry(*store_, [&](store::WriteTx& tx) -> absl::Status {
-    const api::Node* node = tx.Get<api::Node>(node_id);
-    if (node == nullptr) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("node ", node_id,
-                       " is not a member of this swarm (it was removed); join again with a join "
-                       "token"));
-    }
-    api::Node updated = *node;
-    *updated.mutable_description() = request->description();
-    updated.mutable_status()->set_state(api::NodeStatus::READY);
-    updated.mutable_status()->clear_message();
-    updated.mutable_status()->set_addr(addr);
-    return tx.Update(std::move(updated));
-  });
-  if (!registered.ok()) {
-    forget(registered);
-    return ToGrpc(registered);
-  }
+  struct Registration {
+    absl::Mutex mu;
+    bool done ABSL_GUARDED_BY(mu) = false;
+    absl::Status status ABSL_GUARDED_BY(mu);
+  };
+  auto registration = std::make_shared<Registration>();
+  batcher_.WriteAsync(
+      [node_id, addr, description = request->description()](store::WriteTx& tx) -> absl::Status {
+        const api::Node* node = tx.Get<api::Node>(node_id);
+        if (node == nullptr) {
+          return absl::PermissionDeniedError(absl::StrCat(
+              "node ", node_id,
+              " is not a member of this swarm (it was removed); join again with a join token"));
+        }
+        api::Node updated = *node;
+        *updated.mutable_description() = description;
+        updated.mutable_status()->set_state(api::NodeStatus::READY);
+        updated.mutable_status()->clear_message();
+        updated.mutable_status()->set_addr(addr);
+        return tx.Update(std::move(updated));
+      },
+      [registration](absl::Status s) {
+        absl::MutexLock lock(&registration->mu);
+        registration->done = true;
+        registration->status = std::move(s);
+      });
+  auto registration_failed = [&]() -> absl::Status {
+    absl::MutexLock lock(&registration->mu);
+    return registration->done ? registration->status : absl::OkStatus();
+  };
+  auto registration_pending = [&]() {
+    absl::MutexLock lock(&registration->mu);
+    return !registration->done;
+  };
 
   // The node and the cluster, watched from here on.
   std::optional<api::Node> node;
@@ -396,6 +485,14 @@ grpc::Status Dispatcher::Session(grpc::ServerContext* context, const api::Sessio
       api::SessionMessage message;
       message.set_session_id(session->id);
       *message.mutable_node() = *node;
+      if (registration_pending()) {
+        // What the registration on its way will store.
+        api::Node* n = message.mutable_node();
+        *n->mutable_description() = request->description();
+        n->mutable_status()->set_state(api::NodeStatus::READY);
+        n->mutable_status()->clear_message();
+        n->mutable_status()->set_addr(addr);
+      }
       for (const ManagerMember& m : members) {
         api::WeightedPeer* peer = message.add_managers();
         peer->mutable_peer()->set_node_id(m.node_id);
@@ -406,8 +503,7 @@ grpc::Status Dispatcher::Session(grpc::ServerContext* context, const api::Sessio
         *message.mutable_network_bootstrap_keys() = cluster->network_bootstrap_keys();
         message.set_root_ca(TrustedRoots(cluster->root_ca()));
       }
-      if (!last_sent.has_value() ||
-          !google::protobuf::util::MessageDifferencer::Equals(*last_sent, message)) {
+      if (!last_sent.has_value() || !SameSessionMessage(*last_sent, message)) {
         if (!writer->Write(message)) {
           return grpc::Status(grpc::StatusCode::CANCELLED, "the agent closed the stream");
         }
@@ -415,6 +511,11 @@ grpc::Status Dispatcher::Session(grpc::ServerContext* context, const api::Sessio
       }
     }
     if (grpc::Status end = StreamMustEnd(*session, *context); !end.ok()) return end;
+    if (absl::Status failed = registration_failed(); !failed.ok()) {
+      spdlog::warn("dispatcher: registering node {} failed: {}", node_id, failed.ToString());
+      forget(failed);
+      return ToGrpc(failed);
+    }
 
     auto change = watcher->Next(absl::Now() + options_.poll_interval);
     if (change.ok()) {
@@ -485,7 +586,7 @@ grpc::Status Dispatcher::UpdateTaskStatus(grpc::ServerContext* context,
     return ToGrpc(session.status());
   }
   if (request->updates().empty()) return grpc::Status::OK;
-  absl::Status s = UpdateWithRetry(*store_, [&](store::WriteTx& tx) -> absl::Status {
+  absl::Status s = batcher_.Write([&](store::WriteTx& tx) -> absl::Status {
     const absl::Time now = clock_->Now();
     for (const auto& update : request->updates()) {
       const api::Task* task = tx.Get<api::Task>(update.task_id());
@@ -511,172 +612,164 @@ grpc::Status Dispatcher::Assignments(grpc::ServerContext* context,
   auto found = FindSession(request->session_id(), node_id);
   if (!found.ok()) return ToGrpc(found.status());
   std::shared_ptr<SessionState> session = *found;
+  const grpc::Status agent_gone(grpc::StatusCode::CANCELLED, "the agent closed the stream");
 
-  // What the node holds, as this stream told it.
-  std::map<std::string, api::Task> tasks;
+  // What the node holds, as this stream told it: the store's own immutable task objects.
+  std::map<std::string, store::ObjectPtr> tasks;
   std::set<std::string> secrets;
   std::set<std::string> configs;
   uint64_t sequence = 0;
 
-  store::WatchFilter filter;
-  filter.kinds = {api::OBJECT_KIND_TASK, api::OBJECT_KIND_SECRET, api::OBJECT_KIND_CONFIG};
-  filter.predicate = [node_id](const api::StoreObject& o) {
-    return !o.has_task() || o.task().node_id() == node_id;
-  };
+  // Events from here on are queued for this node; a view then says where they start.
+  std::unique_ptr<AssignmentHub::Handle> subscription = hub_.Subscribe(node_id);
 
   // The full set, from a fresh view.
-  api::AssignmentsMessage complete;
-  auto read_all = [&](const store::ReadTx& tx) {
+  auto send_complete = [&]() {
+    api::AssignmentsMessage complete;
+    complete.set_type(api::AssignmentsMessage::COMPLETE);
     tasks.clear();
     secrets.clear();
     configs.clear();
-    complete.Clear();
-    complete.set_type(api::AssignmentsMessage::COMPLETE);
-    for (const api::Task* t : tx.FindTasksByNode(node_id)) {
-      if (!Assignable(*t, node_id)) continue;
-      tasks[t->id()] = *t;
-      AddReferences(*t, &secrets, &configs);
-    }
-    for (const auto& [id, task] : tasks) {
-      *complete.add_changes()->mutable_assignment()->mutable_task() = task;
-    }
-    for (const std::string& id : secrets) {
-      if (const api::Secret* s = tx.Get<api::Secret>(id)) {
-        *complete.add_changes()->mutable_assignment()->mutable_secret() = *s;
+    uint64_t version = 0;
+    store_->View([&](const store::ReadTx& tx) {
+      version = tx.version();
+      for (const api::Task* t : tx.FindTasksByNode(node_id)) {
+        if (!Assignable(*t, node_id)) continue;
+        AddReferences(*t, &secrets, &configs);
+        tasks[t->id()] = std::make_shared<const api::StoreObject>(store::Wrap(*t));
       }
-    }
-    for (const std::string& id : configs) {
-      if (const api::Config* c = tx.Get<api::Config>(id)) {
-        *complete.add_changes()->mutable_assignment()->mutable_config() = *c;
+      for (const auto& [id, task] : tasks) {
+        *complete.add_changes()->mutable_assignment()->mutable_task() = task->task();
       }
-    }
-  };
-  auto send_complete = [&](std::unique_ptr<store::Watcher>* watcher) {
-    *watcher = store_->ViewAndWatch(read_all, filter);
+      for (const std::string& id : secrets) {
+        if (const api::Secret* s = tx.Get<api::Secret>(id)) {
+          *complete.add_changes()->mutable_assignment()->mutable_secret() = *s;
+        }
+      }
+      for (const std::string& id : configs) {
+        if (const api::Config* c = tx.Get<api::Config>(id)) {
+          *complete.add_changes()->mutable_assignment()->mutable_config() = *c;
+        }
+      }
+    });
+    (*subscription)->SkipThrough(version);
     complete.set_results_in(std::to_string(++sequence));
     return writer->Write(complete);
   };
 
-  std::unique_ptr<store::Watcher> watcher;
-  if (!send_complete(&watcher)) {
-    return grpc::Status(grpc::StatusCode::CANCELLED, "the agent closed the stream");
-  }
+  if (!send_complete()) return agent_gone;
+  std::vector<store::StoreEvent> events;
   while (true) {
     if (grpc::Status end = StreamMustEnd(*session, *context); !end.ok()) return end;
-    auto change = watcher->Next(absl::Now() + options_.poll_interval);
-    if (!change.ok()) {
-      if (change.status().code() == absl::StatusCode::kDeadlineExceeded) continue;
-      // The watcher fell behind or the store was restored: the node gets a new full set.
-      if (!send_complete(&watcher)) {
-        return grpc::Status(grpc::StatusCode::CANCELLED, "the agent closed the stream");
-      }
+    absl::Status next = (*subscription)->Next(absl::Now() + options_.poll_interval, &events);
+    if (absl::IsCancelled(next)) return NotLeader();
+    if (!next.ok()) {
+      // Events were dropped (the hub or this stream fell behind): a new full set.
+      if (!send_complete()) return agent_gone;
       continue;
     }
+    if (events.empty()) continue;
+
     api::AssignmentsMessage message;
     message.set_type(api::AssignmentsMessage::INCREMENTAL);
     std::set<std::string> changed_secrets, changed_configs, removed_secrets, removed_configs;
-    bool restart = false;
-    do {
-      for (const store::StoreEvent& event : change->events) {
-        switch (event.kind()) {
-          case api::OBJECT_KIND_TASK: {
-            const api::Task& t = event.object->task();
-            auto held = tasks.find(t.id());
-            if (event.action == api::StoreAction::REMOVE || !Assignable(t, node_id)) {
-              if (held != tasks.end()) {
-                tasks.erase(held);
-                api::AssignmentChange* c = message.add_changes();
-                c->set_action(api::AssignmentChange::REMOVE);
-                c->mutable_assignment()->mutable_task()->set_id(t.id());
-              }
-            } else if (held == tasks.end() || DiffersBeyondStatus(held->second, t)) {
-              tasks[t.id()] = t;
+    for (const store::StoreEvent& event : events) {
+      switch (event.kind()) {
+        case api::OBJECT_KIND_TASK: {
+          const api::Task& t = event.object->task();
+          auto held = tasks.find(t.id());
+          if (event.action == api::StoreAction::REMOVE || !Assignable(t, node_id)) {
+            if (held != tasks.end()) {
+              tasks.erase(held);
               api::AssignmentChange* c = message.add_changes();
-              c->set_action(api::AssignmentChange::UPDATE);
-              *c->mutable_assignment()->mutable_task() = t;
-            } else {
-              held->second = t;  // a status-only change: keep the copy current, send nothing
+              c->set_action(api::AssignmentChange::REMOVE);
+              c->mutable_assignment()->mutable_task()->set_id(t.id());
             }
-            break;
+          } else if (held == tasks.end() || DiffersBeyondStatus(held->second->task(), t)) {
+            tasks[t.id()] = event.object;
+            api::AssignmentChange* c = message.add_changes();
+            c->set_action(api::AssignmentChange::UPDATE);
+            *c->mutable_assignment()->mutable_task() = t;
+          } else {
+            held->second = event.object;  // a status-only change: keep it current, send nothing
           }
-          case api::OBJECT_KIND_SECRET: {
-            const std::string& id = event.object->secret().id();
-            if (!secrets.count(id)) break;
-            (event.action == api::StoreAction::REMOVE ? removed_secrets : changed_secrets)
-                .insert(id);
-            break;
-          }
-          case api::OBJECT_KIND_CONFIG: {
-            const std::string& id = event.object->config().id();
-            if (!configs.count(id)) break;
-            (event.action == api::StoreAction::REMOVE ? removed_configs : changed_configs)
-                .insert(id);
-            break;
-          }
-          default:
-            break;
+          break;
         }
+        case api::OBJECT_KIND_SECRET: {
+          const std::string& id = event.object->secret().id();
+          if (!secrets.count(id)) break;
+          (event.action == api::StoreAction::REMOVE ? removed_secrets : changed_secrets).insert(id);
+          break;
+        }
+        case api::OBJECT_KIND_CONFIG: {
+          const std::string& id = event.object->config().id();
+          if (!configs.count(id)) break;
+          (event.action == api::StoreAction::REMOVE ? removed_configs : changed_configs).insert(id);
+          break;
+        }
+        default:
+          break;
       }
-      change = watcher->Next(absl::InfinitePast());
-    } while (change.ok());
-    if (change.status().code() != absl::StatusCode::kDeadlineExceeded) restart = true;
+    }
 
     // Secrets and configs follow the task set: newly referenced ones are sent, no longer
     // referenced ones removed.
     std::set<std::string> want_secrets, want_configs;
-    for (const auto& [id, task] : tasks) AddReferences(task, &want_secrets, &want_configs);
-    store_->View([&](const store::ReadTx& tx) {
-      for (const std::string& id : want_secrets) {
-        if (removed_secrets.count(id)) continue;
-        if (secrets.count(id) && !changed_secrets.count(id)) continue;
-        if (const api::Secret* s = tx.Get<api::Secret>(id)) {
+    for (const auto& [id, task] : tasks) {
+      AddReferences(task->task(), &want_secrets, &want_configs);
+    }
+    const bool references_changed = want_secrets != secrets || want_configs != configs ||
+                                    !changed_secrets.empty() || !changed_configs.empty() ||
+                                    !removed_secrets.empty() || !removed_configs.empty();
+    if (references_changed) {
+      store_->View([&](const store::ReadTx& tx) {
+        for (const std::string& id : want_secrets) {
+          if (removed_secrets.count(id)) continue;
+          if (secrets.count(id) && !changed_secrets.count(id)) continue;
+          if (const api::Secret* s = tx.Get<api::Secret>(id)) {
+            api::AssignmentChange* c = message.add_changes();
+            c->set_action(api::AssignmentChange::UPDATE);
+            *c->mutable_assignment()->mutable_secret() = *s;
+          }
+        }
+        for (const std::string& id : want_configs) {
+          if (removed_configs.count(id)) continue;
+          if (configs.count(id) && !changed_configs.count(id)) continue;
+          if (const api::Config* c = tx.Get<api::Config>(id)) {
+            api::AssignmentChange* ch = message.add_changes();
+            ch->set_action(api::AssignmentChange::UPDATE);
+            *ch->mutable_assignment()->mutable_config() = *c;
+          }
+        }
+      });
+      for (const std::string& id : secrets) {
+        if (!want_secrets.count(id) || removed_secrets.count(id)) {
           api::AssignmentChange* c = message.add_changes();
-          c->set_action(api::AssignmentChange::UPDATE);
-          *c->mutable_assignment()->mutable_secret() = *s;
+          c->set_action(api::AssignmentChange::REMOVE);
+          c->mutable_assignment()->mutable_secret()->set_id(id);
         }
       }
+      for (const std::string& id : configs) {
+        if (!want_configs.count(id) || removed_configs.count(id)) {
+          api::AssignmentChange* c = message.add_changes();
+          c->set_action(api::AssignmentChange::REMOVE);
+          c->mutable_assignment()->mutable_config()->set_id(id);
+        }
+      }
+      secrets.clear();
+      for (const std::string& id : want_secrets) {
+        if (!removed_secrets.count(id)) secrets.insert(id);
+      }
+      configs.clear();
       for (const std::string& id : want_configs) {
-        if (removed_configs.count(id)) continue;
-        if (configs.count(id) && !changed_configs.count(id)) continue;
-        if (const api::Config* c = tx.Get<api::Config>(id)) {
-          api::AssignmentChange* ch = message.add_changes();
-          ch->set_action(api::AssignmentChange::UPDATE);
-          *ch->mutable_assignment()->mutable_config() = *c;
-        }
+        if (!removed_configs.count(id)) configs.insert(id);
       }
-    });
-    for (const std::string& id : secrets) {
-      if (!want_secrets.count(id) || removed_secrets.count(id)) {
-        api::AssignmentChange* c = message.add_changes();
-        c->set_action(api::AssignmentChange::REMOVE);
-        c->mutable_assignment()->mutable_secret()->set_id(id);
-      }
-    }
-    for (const std::string& id : configs) {
-      if (!want_configs.count(id) || removed_configs.count(id)) {
-        api::AssignmentChange* c = message.add_changes();
-        c->set_action(api::AssignmentChange::REMOVE);
-        c->mutable_assignment()->mutable_config()->set_id(id);
-      }
-    }
-    secrets.clear();
-    for (const std::string& id : want_secrets) {
-      if (!removed_secrets.count(id)) secrets.insert(id);
-    }
-    configs.clear();
-    for (const std::string& id : want_configs) {
-      if (!removed_configs.count(id)) configs.insert(id);
     }
 
     if (message.changes_size() > 0) {
       message.set_applies_to(std::to_string(sequence));
       message.set_results_in(std::to_string(++sequence));
-      if (!writer->Write(message)) {
-        return grpc::Status(grpc::StatusCode::CANCELLED, "the agent closed the stream");
-      }
-    }
-    if (restart && !send_complete(&watcher)) {
-      return grpc::Status(grpc::StatusCode::CANCELLED, "the agent closed the stream");
+      if (!writer->Write(message)) return agent_gone;
     }
   }
 }

@@ -17,16 +17,27 @@
 //                options.default_heartbeat_period).
 //   UpdateTaskStatus  Applies status reports to the node's own tasks, forward only (a report
 //                whose state is behind the stored one is ignored, as are other nodes' tasks).
+//                Answers once the reports are committed.
 //   Assignments  A COMPLETE message with the node's tasks (node_id = the node, desired state
 //                before REMOVE) and the secrets and configs they reference, then INCREMENTAL
 //                changes. Task changes that touch only the status (the agent's own reports) are
 //                not echoed back.
 //
+// Scale: the store writes of every node (session registrations, status reports) go through one
+// WriteBatcher, so a thousand agents reporting at once cost a few Raft entries, not a thousand;
+// and every assignment stream is fed by one AssignmentHub, which routes each task change to its
+// node by hash lookup instead of offering it to every stream's filter. A session's first message
+// goes out before its registration is committed, so an agent reconnecting to a busy new leader
+// starts heartbeating at once; a registration that fails (the node was removed) ends the stream.
+//
 // Liveness (Start/Stop, run by the manager while it leads): a loop on the injected clock marks
 // DOWN ("heartbeat failure"), in one store update, every node whose session expired. On Start,
 // every node the store has READY gets one full grace (period x grace_multiplier) before it can
 // be marked DOWN, so a new leader does not mark live nodes down before they reconnect; READY
-// nodes that never open a session go DOWN after it.
+// nodes that never open a session go DOWN after it. A node DOWN for longer than orphan_after
+// (Docker's 24 h, counted from the node's last store update, so it survives leader changes) has
+// its unfinished tasks marked ORPHANED: nobody knows what became of them, and the task reaper
+// may now delete them.
 //
 // Time: expiries are on options.clock (ManualClock in tests). Waits are bounded in real time
 // (options.poll_interval) so that a manual clock's progress, leadership changes and cancellation
@@ -51,6 +62,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "manager/dispatcher/assignment_hub.h"
+#include "manager/dispatcher/write_batcher.h"
 #include "manager/raft_control.h"
 #include "manager/store/memory_store.h"
 #include "proto/dispatcher.grpc.pb.h"
@@ -68,6 +81,8 @@ struct DispatcherOptions {
   // Longest real-time wait of a stream or loop before it looks again at its session, the
   // leadership, the clock and cancellation.
   absl::Duration poll_interval = absl::Milliseconds(500);
+  // A node DOWN this long gets its unfinished tasks marked ORPHANED.
+  absl::Duration orphan_after = absl::Hours(24);
 };
 
 // The IP in a gRPC peer string ("ipv4:10.0.0.1:4567" -> "10.0.0.1", "ipv6:[::1]:4567" or
@@ -104,6 +119,8 @@ class Dispatcher : public api::Dispatcher::Service {
 
   // Nodes with a live session (for tests and metrics).
   size_t session_count() const;
+  // Store commits made for agents' writes so far (for tests and metrics).
+  size_t write_commits() const { return batcher_.commits(); }
 
  private:
   struct SessionState {
@@ -123,6 +140,8 @@ class Dispatcher : public api::Dispatcher::Service {
   grpc::Status StreamMustEnd(const SessionState& session, const grpc::ServerContext& context) const;
   absl::Duration HeartbeatPeriod() const;
   void LivenessLoop();
+  // Marks ORPHANED the unfinished tasks of nodes DOWN for longer than orphan_after.
+  void OrphanTasksOfLongDownNodes(absl::Time now);
   // Ends `session` with `why` and forgets it. REQUIRES: mu_ held.
   void EndSessionLocked(const std::shared_ptr<SessionState>& session, absl::Status why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -140,6 +159,9 @@ class Dispatcher : public api::Dispatcher::Service {
   bool running_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread liveness_thread_ ABSL_GUARDED_BY(mu_);
+
+  WriteBatcher batcher_;
+  AssignmentHub hub_;
 };
 
 }  // namespace shoal::manager

@@ -5,8 +5,10 @@
 // time (expiries, grace) is the ManualClock, which only the test moves.
 #include "manager/dispatcher/dispatcher.h"
 
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
@@ -258,6 +260,8 @@ TEST_F(DispatcherTest, SessionMakesTheNodeReadyAndSendsTheFirstMessage) {
   EXPECT_EQ(m.managers(0).weight(), 10);
   EXPECT_EQ(m.root_ca(), root_->cert_pem());
 
+  // The registration is committed in the background.
+  ASSERT_TRUE(WaitForNodeState("w1", api::NodeStatus::READY));
   const api::Node stored = GetNode("w1");
   EXPECT_EQ(stored.status().state(), api::NodeStatus::READY);
   EXPECT_EQ(stored.status().addr(), "127.0.0.1");
@@ -339,6 +343,7 @@ TEST_F(DispatcherTest, MissedHeartbeatsMarkTheNodeDown) {
   SessionStream again = Open(stub.get());
   EXPECT_EQ(again.first.node().status().state(), api::NodeStatus::READY);
   EXPECT_NE(again.first.session_id(), id);
+  EXPECT_TRUE(WaitForNodeState("w1", api::NodeStatus::READY));
 }
 
 TEST_F(DispatcherTest, NewLeaderGivesReadyNodesOneGrace) {
@@ -562,6 +567,71 @@ TEST_F(DispatcherTest, AssignmentsCompleteThenIncremental) {
   ASSERT_TRUE(store_.Update([](store::WriteTx& tx) { return tx.Delete<api::Task>("t4"); }).ok());
   ASSERT_TRUE(stream.Next(&m));
   EXPECT_THAT(Describe(m), ::testing::ElementsAre("-task:t4"));
+}
+
+TEST_F(DispatcherTest, TasksOfALongDownNodeAreOrphaned) {
+  // w2 went down (its last update is "now" on the manual clock); its tasks are unknown.
+  SetNodeState("w2", api::NodeStatus::DOWN);
+  Create(MakeTask("t1", "w2", api::TASK_STATE_RUNNING, api::TASK_STATE_SHUTDOWN));
+  Create(MakeTask("t2", "w2", api::TASK_STATE_ASSIGNED));
+  Create(MakeTask("t3", "w2", api::TASK_STATE_FAILED));   // finished: left as it is
+  Create(MakeTask("t4", "w1", api::TASK_STATE_RUNNING));  // a live node's: untouched
+  dispatcher_->CheckLiveness();
+  clock_.Advance(absl::Hours(23));
+  dispatcher_->CheckLiveness();
+  EXPECT_EQ(GetTask("t1").status().state(), api::TASK_STATE_RUNNING);
+
+  clock_.Advance(absl::Hours(1));
+  dispatcher_->CheckLiveness();
+  for (const char* id : {"t1", "t2"}) {
+    const api::Task t = GetTask(id);
+    EXPECT_EQ(t.status().state(), api::TASK_STATE_ORPHANED) << id;
+    EXPECT_THAT(t.status().message(), HasSubstr("down for more than 24h")) << id;
+  }
+  EXPECT_EQ(GetTask("t3").status().state(), api::TASK_STATE_FAILED);
+  EXPECT_EQ(GetTask("t4").status().state(), api::TASK_STATE_RUNNING);
+  // Only the leader judges.
+  Create(MakeTask("t5", "w2", api::TASK_STATE_RUNNING));
+  raft_.SetLeader(false);
+  clock_.Advance(absl::Hours(25));
+  dispatcher_->CheckLiveness();
+  EXPECT_EQ(GetTask("t5").status().state(), api::TASK_STATE_RUNNING);
+}
+
+TEST_F(DispatcherTest, ConcurrentReportsOfManyNodesAreAllCommitted) {
+  // 40 concurrent reports from two nodes, group-committed (write_batcher_test shows the
+  // batching itself deterministically).
+  for (int i = 0; i < 40; ++i) {
+    Create(MakeTask(absl::StrCat("t", i), i % 2 ? "w2" : "w1", api::TASK_STATE_ASSIGNED));
+  }
+  auto stub1 = StubFor(w1_);
+  auto stub2 = StubFor(w2_);
+  SessionStream s1 = Open(stub1.get());
+  SessionStream s2 = Open(stub2.get());
+  ASSERT_TRUE(WaitForNodeState("w1", api::NodeStatus::READY));
+  ASSERT_TRUE(WaitForNodeState("w2", api::NodeStatus::READY));
+  const size_t commits_before = dispatcher_->write_commits();
+  std::vector<std::thread> reporters;
+  std::atomic<int> failures{0};
+  for (int i = 0; i < 40; ++i) {
+    reporters.emplace_back([&, i] {
+      api::UpdateTaskStatusRequest request;
+      request.set_session_id(i % 2 ? s2.first.session_id() : s1.first.session_id());
+      auto* u = request.add_updates();
+      u->set_task_id(absl::StrCat("t", i));
+      u->mutable_status()->set_state(api::TASK_STATE_RUNNING);
+      api::UpdateTaskStatusResponse response;
+      auto* stub = i % 2 ? stub2.get() : stub1.get();
+      if (!stub->UpdateTaskStatus(Ctx().get(), request, &response).ok()) ++failures;
+    });
+  }
+  for (auto& t : reporters) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  // Every acknowledged report is in the store.
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_EQ(GetTask(absl::StrCat("t", i)).status().state(), api::TASK_STATE_RUNNING) << i;
+  }
+  EXPECT_GE(dispatcher_->write_commits() - commits_before, 1u);
 }
 
 TEST(PeerIpTest, Forms) {

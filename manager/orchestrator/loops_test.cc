@@ -1,4 +1,4 @@
-// All five loops running together on their threads (Orchestrators), with the test playing the
+// All the loops running together on their threads (Orchestrators), with the test playing the
 // scheduler and the agents: a service's life end to end — creation, a failure and its delayed
 // replacement, a drained node, scaling down, removal — and prompt, idempotent Start/Stop.
 #include "manager/orchestrator/orchestrators.h"

@@ -1,4 +1,4 @@
-// Orchestrators: the six leader-only orchestration loops of docs/orchestration.md, owned and
+// Orchestrators: the seven leader-only orchestration loops of docs/orchestration.md, owned and
 // started together — what the manager runs while it is the Raft leader:
 //
 //   ReplicatedOrchestrator  replicated services: slots 1..replicas        (replicated.h)
@@ -8,6 +8,8 @@
 //   TaskReaper              deletes finished history, REMOVE tasks and removed services
 //                                                                         (task_reaper.h)
 //   Updater                 rolling updates and rollbacks of outdated tasks (update.h)
+//   ConstraintEnforcer      moves replicated tasks off nodes that no longer satisfy their
+//                           constraints or resources              (constraint_enforcer.h)
 //
 // Usage (manager): construct once with the store; Start() on gaining leadership, Stop() on losing
 // it (and before the store goes away). Each loop rebuilds its state from the store on Start.
@@ -17,6 +19,7 @@
 #define SHOAL_MANAGER_ORCHESTRATOR_ORCHESTRATORS_H_
 
 #include "manager/orchestrator/common.h"
+#include "manager/orchestrator/constraint_enforcer.h"
 #include "manager/orchestrator/global.h"
 #include "manager/orchestrator/jobs.h"
 #include "manager/orchestrator/replicated.h"
@@ -36,7 +39,8 @@ class Orchestrators {
         jobs_(store, options),
         restarts_(store, options),
         reaper_(store, options),
-        updater_(store, options) {}
+        updater_(store, options),
+        enforcer_(store, options) {}
   ~Orchestrators() { Stop(); }
   Orchestrators(const Orchestrators&) = delete;
   Orchestrators& operator=(const Orchestrators&) = delete;
@@ -49,6 +53,7 @@ class Orchestrators {
     restarts_.Start();
     reaper_.Start();
     updater_.Start();
+    enforcer_.Start();
   }
   // Stops every loop and joins their threads. Idempotent; prompt.
   void Stop() {
@@ -58,6 +63,7 @@ class Orchestrators {
     restarts_.Stop();
     reaper_.Stop();
     updater_.Stop();
+    enforcer_.Stop();
   }
 
   ReplicatedOrchestrator& replicated() { return replicated_; }
@@ -66,6 +72,7 @@ class Orchestrators {
   RestartSupervisor& restarts() { return restarts_; }
   TaskReaper& reaper() { return reaper_; }
   Updater& updater() { return updater_; }
+  ConstraintEnforcer& constraint_enforcer() { return enforcer_; }
 
  private:
   ReplicatedOrchestrator replicated_;
@@ -74,6 +81,7 @@ class Orchestrators {
   RestartSupervisor restarts_;
   TaskReaper reaper_;
   Updater updater_;
+  ConstraintEnforcer enforcer_;
 };
 
 }  // namespace shoal::manager::orchestrator
