@@ -16,10 +16,6 @@
 namespace shoal::manager {
 namespace {
 
-// With an injected clock the loop re-reads it at least this often (real time).
-constexpr absl::Duration kInjectedClockPoll = absl::Milliseconds(20);
-// After a pass failed to write, the next one comes this soon (on the loop's clock).
-constexpr absl::Duration kRetryAfterError = absl::Milliseconds(500);
 // Passes one ReconcileOnce / loop round runs at most while a pass leaves work for the next
 // (a task found its service's endpoint out of date).
 constexpr int kMaxRounds = 3;
@@ -78,40 +74,10 @@ struct Allocator::State {
 };
 
 Allocator::Allocator(store::MemoryStore* store, AllocatorOptions options)
-    : store_(store),
-      options_(options),
-      clock_(options_.clock != nullptr ? options_.clock : &RealClock()) {}
+    : BatchingLoop(store, options, "allocator", {api::OBJECT_KIND_SERVICE, api::OBJECT_KIND_TASK}) {
+}
 
 Allocator::~Allocator() { Stop(); }
-
-void Allocator::Start() {
-  absl::MutexLock lock(&mu_);
-  if (thread_.joinable()) return;
-  stopping_ = false;
-  thread_ = std::thread([this] { Run(); });
-}
-
-void Allocator::Stop() {
-  std::thread thread;
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-    if (watcher_ != nullptr) watcher_->Close();
-    thread = std::move(thread_);
-  }
-  if (thread.joinable()) thread.join();
-}
-
-bool Allocator::Stopping() const {
-  absl::MutexLock lock(&mu_);
-  return stopping_;
-}
-
-absl::Status Allocator::ReconcileOnce() {
-  absl::MutexLock lock(&work_mu_);
-  store_->View([&](const store::ReadTx& tx) ABSL_NO_THREAD_SAFETY_ANALYSIS { Rebuild(tx); });
-  return Pass(/*scan=*/false);
-}
 
 void Allocator::Rebuild(const store::ReadTx& tx) {
   state_ = std::make_unique<State>();
@@ -161,7 +127,8 @@ bool Allocator::HasWork() const {
          (state_->ports_freed && !state_->conflicts.empty());
 }
 
-absl::Status Allocator::Pass(bool scan) {
+absl::Status Allocator::Pass(bool resync) {
+  const bool scan = resync;
   if (state_ == nullptr) {
     store_->View([&](const store::ReadTx& tx) ABSL_NO_THREAD_SAFETY_ANALYSIS { Rebuild(tx); });
   } else if (scan) {
@@ -185,7 +152,6 @@ absl::Status Allocator::Pass(bool scan) {
     // Another round only for services a task found out of date (and their tasks).
     if (!first.ok() || state_->dirty_services.empty()) break;
   }
-  passes_.fetch_add(1);
   return first;
 }
 
@@ -266,7 +232,7 @@ absl::Status Allocator::AllocateTasks() {
   std::vector<std::string> ids(st.new_tasks.begin(), st.new_tasks.end());
   st.new_tasks.clear();
 
-  const absl::Time now = clock_->Now();
+  const absl::Time now = clock()->Now();
   google::protobuf::Timestamp stamp;
   SetTime(now, &stamp);
   // A NEW task keeps its state; only what it waits for is written, and only when it changes.
@@ -336,67 +302,6 @@ absl::Status Allocator::AllocateTasks() {
                         absl::StrCat("allocator: writing tasks: ", status.message()));
   }
   return absl::OkStatus();
-}
-
-void Allocator::Run() {
-  store::WatchFilter filter;
-  filter.kinds = {api::OBJECT_KIND_SERVICE, api::OBJECT_KIND_TASK};
-  filter.queue_limit = options_.watch_queue_limit;
-  while (true) {
-    std::unique_ptr<store::Watcher> watcher;
-    {
-      absl::MutexLock work(&work_mu_);
-      watcher = store_->ViewAndWatch(
-          [&](const store::ReadTx& tx) ABSL_NO_THREAD_SAFETY_ANALYSIS { Rebuild(tx); }, filter);
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopping_) return;
-      watcher_ = watcher.get();
-    }
-    absl::Time next_resync = clock_->Now() + options_.resync_interval;
-    absl::Time retry_at = absl::InfiniteFuture();
-    absl::Time window_end = absl::InfiniteFuture();
-    bool due = true;  // The first pass, on the fresh view.
-    bool scan = false;
-    absl::Status closed;
-    while (closed.ok() && !Stopping()) {
-      if (due) {
-        absl::MutexLock work(&work_mu_);
-        absl::Status s = Pass(scan);
-        if (!s.ok()) spdlog::warn("{}", s.ToString());
-        const absl::Time now = clock_->Now();
-        retry_at = s.ok() ? absl::InfiniteFuture() : now + kRetryAfterError;
-        if (scan) next_resync = now + options_.resync_interval;
-        // Work left for later (e.g. decisions whose write did not commit) gets its own pass.
-        window_end = s.ok() && HasWork() ? now + options_.batch_window : absl::InfiniteFuture();
-        due = scan = false;
-      }
-      const absl::Time wake = std::min({next_resync, retry_at, window_end});
-      absl::Duration wait = std::max(wake - clock_->Now(), absl::ZeroDuration());
-      if (clock_ != &RealClock()) wait = std::min(wait, kInjectedClockPoll);
-      absl::StatusOr<store::StoreChange> change = watcher->Next(absl::Now() + wait);
-      if (change.ok()) {
-        absl::MutexLock work(&work_mu_);
-        Observe(*change);
-        if (window_end == absl::InfiniteFuture() && HasWork()) {
-          window_end = clock_->Now() + options_.batch_window;
-        }
-      } else if (!absl::IsDeadlineExceeded(change.status())) {
-        closed = change.status();
-      }
-      const absl::Time now = clock_->Now();
-      scan = now >= next_resync;
-      due = scan || now >= window_end || now >= retry_at;
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      watcher_ = nullptr;
-      if (stopping_) return;
-    }
-    spdlog::info("allocator: watch closed ({}); starting over from the store",
-                 std::string(closed.message()));
-  }
 }
 
 }  // namespace shoal::manager

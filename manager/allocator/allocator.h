@@ -44,79 +44,43 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "manager/loop/batching_loop.h"
 #include "manager/store/memory_store.h"
 
 namespace shoal::manager {
 
-struct AllocatorOptions {
-  // Stamps task statuses and paces the loop. nullptr = RealClock(). With another clock (a test's
-  // ManualClock) the loop also looks at it every few tens of milliseconds of real time.
-  Clock* clock = nullptr;
-  // Changes arriving within this long of the first one are handled in one pass.
-  absl::Duration batch_window = absl::Milliseconds(50);
-  // How often a pass re-reads the store for work a missed change would leave behind.
-  absl::Duration resync_interval = absl::Seconds(5);
-  // Events the loop's watcher may fall behind before the store closes it (the loop then starts
-  // over from a fresh read). Its own writes come back through it, so it must exceed the largest
-  // pass: 100,000 tasks allocated at once are 100,000 events.
-  size_t watch_queue_limit = 1 << 21;
-};
+// Clock (which also stamps task statuses), batch window, resync interval, watch queue limit.
+using AllocatorOptions = BatchingLoopOptions;
 
 // The status messages the allocator writes.
 inline constexpr char kAllocatedMessage[] = "pending task scheduling";
 inline constexpr char kWaitingForNetworksMessage[] = "waiting for network allocation";
 
-class Allocator {
+class Allocator : public BatchingLoop {
  public:
   // `store` is not owned and must outlive the allocator.
   Allocator(store::MemoryStore* store, AllocatorOptions options = {});
-  ~Allocator();  // Stop()s
-  Allocator(const Allocator&) = delete;
-  Allocator& operator=(const Allocator&) = delete;
+  ~Allocator() override;  // Stop()s
 
-  // Starts the loop on a thread of its own. No-op if running; may be called again after Stop().
-  void Start();
-  // Stops the loop and joins its thread. Idempotent.
-  void Stop();
-
-  // One full pass, from a fresh read of the store: rebuilds the port table, brings every
-  // service's endpoint up to date and allocates every NEW task that can be. Returns the first
-  // store write error (the rest of the pass still ran); conflicts are not errors (they are
-  // written to the tasks). For tests, and usable while the loop runs.
-  absl::Status ReconcileOnce();
-
-  // Passes completed (by the loop or ReconcileOnce). For tests and metrics.
-  uint64_t passes() const { return passes_.load(); }
+  // Start, Stop, ReconcileOnce and passes() come from BatchingLoop. ReconcileOnce: one full
+  // pass from a fresh read of the store — rebuilds the port table, brings every service's
+  // endpoint up to date and allocates every NEW task that can be; returns the first store write
+  // error (the rest of the pass still ran); conflicts are not errors (they are written to the
+  // tasks).
 
  private:
   struct State;
 
-  void Run();
-  bool Stopping() const;
-  // Rebuilds `state_` from `tx`.
-  void Rebuild(const store::ReadTx& tx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
-  // Takes one committed change into `state_`.
-  void Observe(const store::StoreChange& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
-  // Handles the services and tasks marked in `state_`. `scan`: first mark every service and
-  // every NEW task in the store (the periodic resync).
-  absl::Status Pass(bool scan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
+  // BatchingLoop. Pass's `resync`: first mark every service and every NEW task in the store.
+  void Rebuild(const store::ReadTx& tx) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
+  void Observe(const store::StoreChange& change) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
+  absl::Status Pass(bool resync) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
+  bool HasWork() const override ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
+
   absl::Status AllocateServices() ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
   absl::Status AllocateTasks() ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
-  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
 
-  store::MemoryStore* const store_;
-  const AllocatorOptions options_;
-  Clock* const clock_;
-  std::atomic<uint64_t> passes_{0};
-
-  // Held for a pass and while changes are taken in.
-  absl::Mutex work_mu_;
   std::unique_ptr<State> state_ ABSL_GUARDED_BY(work_mu_);
-
-  mutable absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_ ABSL_GUARDED_BY(mu_);
-  store::Watcher* watcher_ ABSL_GUARDED_BY(mu_) = nullptr;  // the loop's, closed by Stop()
 };
 
 }  // namespace shoal::manager

@@ -17,10 +17,6 @@
 namespace shoal::manager {
 namespace {
 
-// With an injected clock the loop re-reads it at least this often (real time).
-constexpr absl::Duration kInjectedClockPoll = absl::Milliseconds(20);
-// After a pass failed to write, the next one comes this soon (on the loop's clock).
-constexpr absl::Duration kRetryAfterError = absl::Milliseconds(500);
 // Passes with at least this many tasks are logged with their timings.
 constexpr size_t kLogPassFrom = 1000;
 
@@ -105,44 +101,13 @@ struct SchedulingLoop::State {
 };
 
 SchedulingLoop::SchedulingLoop(store::MemoryStore* store, SchedulingOptions options)
-    : store_(store),
-      options_(options),
-      clock_(options_.clock != nullptr ? options_.clock : &RealClock()) {}
+    : BatchingLoop(store, options, "scheduler", {api::OBJECT_KIND_NODE, api::OBJECT_KIND_TASK}) {}
 
 SchedulingLoop::~SchedulingLoop() { Stop(); }
 
-void SchedulingLoop::Start() {
-  absl::MutexLock lock(&mu_);
-  if (thread_.joinable()) return;
-  stopping_ = false;
-  thread_ = std::thread([this] { Run(); });
-}
-
-void SchedulingLoop::Stop() {
-  std::thread thread;
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-    if (watcher_ != nullptr) watcher_->Close();
-    thread = std::move(thread_);
-  }
-  if (thread.joinable()) thread.join();
-}
-
-bool SchedulingLoop::Stopping() const {
-  absl::MutexLock lock(&mu_);
-  return stopping_;
-}
-
 SchedulingPassStats SchedulingLoop::last_pass() const {
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&stats_mu_);
   return last_pass_;
-}
-
-absl::Status SchedulingLoop::ReconcileOnce() {
-  absl::MutexLock lock(&work_mu_);
-  store_->View([&](const store::ReadTx& tx) ABSL_NO_THREAD_SAFETY_ANALYSIS { Rebuild(tx); });
-  return Pass(/*resync=*/false);
 }
 
 void SchedulingLoop::Rebuild(const store::ReadTx& tx) {
@@ -222,7 +187,6 @@ absl::Status SchedulingLoop::Pass(bool resync) {
     st.changed = false;
     std::sort(ids.begin(), ids.end());
   }
-  passes_.fetch_add(1);
   if (ids.empty()) return absl::OkStatus();
 
   SchedulingPassStats stats;
@@ -269,7 +233,7 @@ absl::Status SchedulingLoop::Pass(bool resync) {
   stats.read_and_schedule = scheduled - started;
 
   google::protobuf::Timestamp stamp;
-  SetTime(clock_->Now(), &stamp);
+  SetTime(clock()->Now(), &stamp);
   auto set_status = [&](api::TaskStatus* s, const std::string& message, const std::string& err) {
     s->set_message(message);
     s->set_err(err);
@@ -346,7 +310,7 @@ absl::Status SchedulingLoop::Pass(bool resync) {
         absl::FormatDuration(stats.read_and_schedule), absl::FormatDuration(stats.write));
   }
   {
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock lock(&stats_mu_);
     last_pass_ = stats;
   }
   if (!status.ok()) {
@@ -354,67 +318,6 @@ absl::Status SchedulingLoop::Pass(bool resync) {
                         absl::StrCat("scheduler: writing assignments: ", status.message()));
   }
   return absl::OkStatus();
-}
-
-void SchedulingLoop::Run() {
-  store::WatchFilter filter;
-  filter.kinds = {api::OBJECT_KIND_NODE, api::OBJECT_KIND_TASK};
-  filter.queue_limit = options_.watch_queue_limit;
-  while (true) {
-    std::unique_ptr<store::Watcher> watcher;
-    {
-      absl::MutexLock work(&work_mu_);
-      watcher = store_->ViewAndWatch(
-          [&](const store::ReadTx& tx) ABSL_NO_THREAD_SAFETY_ANALYSIS { Rebuild(tx); }, filter);
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopping_) return;
-      watcher_ = watcher.get();
-    }
-    absl::Time next_resync = clock_->Now() + options_.resync_interval;
-    absl::Time retry_at = absl::InfiniteFuture();
-    absl::Time window_end = absl::InfiniteFuture();
-    bool due = true;  // The first pass, on the fresh view.
-    bool resync = false;
-    absl::Status closed;
-    while (closed.ok() && !Stopping()) {
-      if (due) {
-        absl::MutexLock work(&work_mu_);
-        absl::Status s = Pass(resync);
-        if (!s.ok()) spdlog::warn("{}", s.ToString());
-        const absl::Time now = clock_->Now();
-        retry_at = s.ok() ? absl::InfiniteFuture() : now + kRetryAfterError;
-        if (resync) next_resync = now + options_.resync_interval;
-        // Work left for later (e.g. decisions whose write did not commit) gets its own pass.
-        window_end = s.ok() && HasWork() ? now + options_.batch_window : absl::InfiniteFuture();
-        due = resync = false;
-      }
-      const absl::Time wake = std::min({next_resync, retry_at, window_end});
-      absl::Duration wait = std::max(wake - clock_->Now(), absl::ZeroDuration());
-      if (clock_ != &RealClock()) wait = std::min(wait, kInjectedClockPoll);
-      absl::StatusOr<store::StoreChange> change = watcher->Next(absl::Now() + wait);
-      if (change.ok()) {
-        absl::MutexLock work(&work_mu_);
-        Observe(*change);
-        if (window_end == absl::InfiniteFuture() && HasWork()) {
-          window_end = clock_->Now() + options_.batch_window;
-        }
-      } else if (!absl::IsDeadlineExceeded(change.status())) {
-        closed = change.status();
-      }
-      const absl::Time now = clock_->Now();
-      resync = now >= next_resync;
-      due = resync || now >= window_end || now >= retry_at;
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      watcher_ = nullptr;
-      if (stopping_) return;
-    }
-    spdlog::info("scheduler: watch closed ({}); starting over from the store",
-                 std::string(closed.message()));
-  }
 }
 
 }  // namespace shoal::manager

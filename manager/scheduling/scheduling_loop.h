@@ -47,23 +47,13 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "manager/loop/batching_loop.h"
 #include "manager/store/memory_store.h"
 
 namespace shoal::manager {
 
-struct SchedulingOptions {
-  // Stamps task statuses and paces the loop. nullptr = RealClock(). With another clock (a test's
-  // ManualClock) the loop also looks at it every few tens of milliseconds of real time.
-  Clock* clock = nullptr;
-  // Changes arriving within this long of the first one that brings work are handled in one pass.
-  absl::Duration batch_window = absl::Milliseconds(50);
-  // How often a pass re-reads the store for PENDING tasks and retries those that fitted nowhere.
-  absl::Duration resync_interval = absl::Seconds(5);
-  // Events the loop's watcher may fall behind before the store closes it (the loop then starts
-  // over from a fresh read). Its own writes come back through it, so it must exceed the largest
-  // pass: 100,000 tasks assigned at once are 100,000 events.
-  size_t watch_queue_limit = 1 << 21;
-};
+// Clock (which also stamps task statuses), batch window, resync interval, watch queue limit.
+using SchedulingOptions = BatchingLoopOptions;
 
 // The status message of a task the scheduler assigned.
 inline constexpr char kAssignedMessage[] = "scheduler assigned task to node";
@@ -79,55 +69,34 @@ struct SchedulingPassStats {
   absl::Duration write;              // the store batch
 };
 
-class SchedulingLoop {
+class SchedulingLoop : public BatchingLoop {
  public:
   // `store` is not owned and must outlive the loop.
   SchedulingLoop(store::MemoryStore* store, SchedulingOptions options = {});
-  ~SchedulingLoop();  // Stop()s
-  SchedulingLoop(const SchedulingLoop&) = delete;
-  SchedulingLoop& operator=(const SchedulingLoop&) = delete;
+  ~SchedulingLoop() override;  // Stop()s
 
-  // Starts the loop on a thread of its own. No-op if running; may be called again after Stop().
-  void Start();
-  // Stops the loop and joins its thread (a pass under way finishes first). Idempotent.
-  void Stop();
+  // Start, Stop, ReconcileOnce and passes() come from BatchingLoop. ReconcileOnce: one full
+  // pass from a fresh read of the store — rebuilds the node set and schedules every PENDING
+  // task; returns the store's error if writing decisions failed (the decisions that did not
+  // commit are taken back).
 
-  // One full pass, from a fresh read of the store: rebuilds the node set and schedules every
-  // PENDING task. Returns the store's error if writing decisions failed (the decisions that did
-  // not commit are taken back). For tests, and usable while the loop runs.
-  absl::Status ReconcileOnce();
-
-  // Passes completed (by the loop or ReconcileOnce), and the figures of the last one that had
-  // tasks to place.
-  uint64_t passes() const { return passes_.load(); }
+  // The figures of the last pass that had tasks to place.
   SchedulingPassStats last_pass() const;
 
  private:
   struct State;
 
-  void Run();
-  bool Stopping() const;
-  void Rebuild(const store::ReadTx& tx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
-  void Observe(const store::StoreChange& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
-  // Places the collected tasks; `resync`: first look for every PENDING task in the store, and
-  // retry the unplaced ones whether or not the cluster changed.
-  absl::Status Pass(bool resync) ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
-  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
+  // BatchingLoop. Pass's `resync`: first look for every PENDING task in the store, and retry
+  // the unplaced ones whether or not the cluster changed.
+  void Rebuild(const store::ReadTx& tx) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
+  void Observe(const store::StoreChange& change) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
+  absl::Status Pass(bool resync) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
+  bool HasWork() const override ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_);
 
-  store::MemoryStore* const store_;
-  const SchedulingOptions options_;
-  Clock* const clock_;
-  std::atomic<uint64_t> passes_{0};
-
-  // Held for a pass and while changes are taken in.
-  absl::Mutex work_mu_;
   std::unique_ptr<State> state_ ABSL_GUARDED_BY(work_mu_);
 
-  mutable absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_ ABSL_GUARDED_BY(mu_);
-  store::Watcher* watcher_ ABSL_GUARDED_BY(mu_) = nullptr;  // the loop's, closed by Stop()
-  SchedulingPassStats last_pass_ ABSL_GUARDED_BY(mu_);
+  mutable absl::Mutex stats_mu_;
+  SchedulingPassStats last_pass_ ABSL_GUARDED_BY(stats_mu_);
 };
 
 }  // namespace shoal::manager
