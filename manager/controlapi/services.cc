@@ -441,10 +441,20 @@ grpc::Status ControlApi::UpdateService(const api::UpdateServiceRequest& req,
       if (absl::Status s = ResolveReferences(tx, &spec, ""); !s.ok()) return s;
       if (absl::Status s = CheckPortConflicts(tx, spec, current->id()); !s.ok()) return s;
       if (google::protobuf::util::MessageDifferencer::Equals(spec, current->spec())) {
-        // Nothing changes: no write, so no new spec version (tasks stay) and the previous spec
-        // stays what `rollback` returns to. `--force` changes task_template.force_update.
+        // Nothing changes: no new spec version (tasks stay) and the previous spec stays what
+        // `rollback` returns to. `--force` changes task_template.force_update. But an update
+        // with nothing new resumes a paused update or rollback, as in Docker.
         checked = true;
-        return absl::OkStatus();
+        const api::UpdateStatus::State state = current->update_status().state();
+        if (state != api::UpdateStatus::PAUSED && state != api::UpdateStatus::ROLLBACK_PAUSED) {
+          return absl::OkStatus();
+        }
+        api::UpdateStatus* us = updated.mutable_update_status();
+        const bool rollback = state == api::UpdateStatus::ROLLBACK_PAUSED;
+        us->set_state(rollback ? api::UpdateStatus::ROLLBACK_STARTED : api::UpdateStatus::UPDATING);
+        us->set_message(rollback ? "rollback resumed" : "update resumed");
+        us->clear_completed_at();
+        return tx.Update(std::move(updated));
       }
       *updated.mutable_previous_spec() = current->spec();
       *updated.mutable_previous_spec_version() = current->spec_version();

@@ -153,8 +153,9 @@ absl::Status Updater::ProcessService(const std::string& service_id) {
   struct SlotInfo {
     std::vector<const api::Task*> current;   // live, current spec
     std::vector<const api::Task*> outdated;  // live, older spec
-    bool stopping = false;  // a task of the slot is desired shut down but not finished yet
-    bool replaced = false;  // a task of the slot with an older spec is desired shut down
+    bool stopping = false;       // a task of the slot is desired shut down but not finished yet
+    bool replaced = false;       // a task of the slot with an older spec is desired shut down
+    bool current_ended = false;  // a task of the slot with the current spec is no longer live
   };
   std::map<SlotKey, SlotInfo> slots;
   absl::flat_hash_map<std::string, const api::Task*> by_id;
@@ -165,7 +166,11 @@ absl::Status Updater::ProcessService(const std::string& service_id) {
       (MessageDifferencer::Equals(t.spec(), target) ? slot.current : slot.outdated).push_back(&t);
     } else {
       if (!IsFinished(t)) slot.stopping = true;
-      if (!MessageDifferencer::Equals(t.spec(), target)) slot.replaced = true;
+      if (!MessageDifferencer::Equals(t.spec(), target)) {
+        slot.replaced = true;
+      } else {
+        slot.current_ended = true;
+      }
     }
   }
 
@@ -186,6 +191,9 @@ absl::Status Updater::ProcessService(const std::string& service_id) {
     Run run;
     run.target = target;
     run.rollback = rollback;
+    for (const auto& [key, slot] : slots) {
+      if (!slot.outdated.empty() || slot.replaced) ++run.slots_to_update;
+    }
     it = runs_.emplace(service_id, std::move(run)).first;
   }
   Run& run = it->second;
@@ -193,10 +201,11 @@ absl::Status Updater::ProcessService(const std::string& service_id) {
 
   // Adopt STOP_FIRST replacements made before a failover (into the current batch): a current
   // READY task in a slot whose older-spec task was shut down. (A READY task the restart
-  // supervisor made waits out a restart delay; it replaces a task of the same spec.)
+  // supervisor made waits out a restart delay; it replaces a task of the same spec, so a slot
+  // where a current-spec task already ended is not adopted: that slot was updated before.)
   if (state == api::UpdateStatus::UPDATING || state == api::UpdateStatus::ROLLBACK_STARTED) {
     for (const auto& [key, slot] : slots) {
-      if (!slot.replaced || !slot.outdated.empty()) continue;
+      if (!slot.replaced || !slot.outdated.empty() || slot.current_ended) continue;
       for (const api::Task* t : slot.current) {
         if (t->desired_state() != api::TASK_STATE_READY || run.tasks.contains(t->id())) continue;
         run.tasks.try_emplace(t->id());
@@ -235,8 +244,9 @@ absl::Status Updater::ProcessService(const std::string& service_id) {
   }
 
   // Failure action.
-  if (failed != nullptr && run.updated > 0 &&
-      static_cast<double>(run.failures) / static_cast<double>(run.updated) >
+  const uint64_t denominator = std::max(run.slots_to_update, run.updated);
+  if (failed != nullptr && denominator > 0 &&
+      static_cast<double>(run.failures) / static_cast<double>(denominator) >
           policy.max_failure_ratio &&
       policy.failure_action != api::UpdateConfig::CONTINUE) {
     const std::string what = Describe(*failed);

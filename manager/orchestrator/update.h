@@ -99,6 +99,10 @@ class Updater : public ReconcileLoop {
     std::map<SlotKey, std::string> batch;             // slot -> its new task
     uint64_t updated = 0;
     uint64_t failures = 0;
+    // Slots the run set out to update (outdated when it started): the failure ratio's
+    // denominator, as in Docker — with parallelism 1, ratio 0.5 and 4 slots, the third failure
+    // acts, not the first.
+    uint64_t slots_to_update = 0;
     absl::Time next_batch_at = absl::InfinitePast();
     absl::Time wake = absl::InfiniteFuture();
   };

@@ -345,6 +345,35 @@ TEST_F(UpdateTest, MaxFailureRatioTolerates) {
   EXPECT_EQ(Svc().update_status().state(), api::UpdateStatus::UPDATING);
 }
 
+TEST_F(UpdateTest, MaxFailureRatioCountsAgainstEverySlotOfTheUpdate) {
+  // 4 slots, parallelism 1, ratio 0.5, every new task fails: as in Docker, failures are counted
+  // against the 4 slots of the update, so the first two are tolerated and the third pauses.
+  StartService(4, [](api::Service* s) {
+    Config(s->mutable_spec(), 1, absl::ZeroDuration(), api::UpdateConfig::CONTINUE,
+           api::UpdateConfig::STOP_FIRST, absl::Seconds(5), 0.5f);
+    s->mutable_spec()->mutable_update_config()->set_failure_action(api::UpdateConfig::PAUSE);
+  });
+  SetImage("sim/bad");
+  int failed_slots_when_paused = -1;
+  for (int i = 0; i < 40 && failed_slots_when_paused < 0; ++i) {
+    Update();
+    Agents({"sim/bad"});
+    Update();
+    if (Svc().update_status().state() == api::UpdateStatus::PAUSED) {
+      std::set<uint64_t> slots;
+      for (const api::Task& t : Tasks("svc")) {
+        if (t.spec().container_spec().image() == "sim/bad" &&
+            t.status().state() == api::TASK_STATE_FAILED) {
+          slots.insert(t.slot());
+        }
+      }
+      failed_slots_when_paused = static_cast<int>(slots.size());
+    }
+    clock().Advance(absl::Seconds(1));
+  }
+  EXPECT_EQ(failed_slots_when_paused, 3);
+}
+
 TEST_F(UpdateTest, RollbackRestoresPreviousSpecAndCompletes) {
   StartService(3, [](api::Service* s) {
     Config(s->mutable_spec(), 1, absl::ZeroDuration(), api::UpdateConfig::ROLLBACK);
