@@ -1,8 +1,6 @@
-// Child processes for the benchmark runner: started with fork/exec, output appended to a log
-// file, always ended by their own PID and reaped. The kernel kills them too if the runner dies
-// first (PR_SET_PDEATHSIG), so an interrupted benchmark leaves no servers behind.
-//
-// Thread-safety: a Process is used by one thread at a time.
+// Processes for the benchmark runner: child processes (common/child_process.h, so an
+// interrupted benchmark leaves no servers behind), commands whose output is captured, and
+// temporary directories.
 #ifndef SHOAL_BENCH_RAFT_PROCESS_H_
 #define SHOAL_BENCH_RAFT_PROCESS_H_
 
@@ -14,41 +12,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/child_process.h"
 
 namespace shoal::bench {
 
-class Process {
- public:
-  // Starts argv (argv[0] a path) with stdin from /dev/null and stdout+stderr appended to log_path.
-  static absl::StatusOr<Process> Start(const std::vector<std::string>& argv,
-                                       const std::string& log_path);
-  Process() = default;
-  Process(Process&& other) noexcept;
-  Process& operator=(Process&& other) noexcept;
-  Process(const Process&) = delete;
-  Process& operator=(const Process&) = delete;
-  ~Process();  // SIGKILLs and reaps a process still running
-
-  pid_t pid() const { return pid_; }
-  bool running() const { return pid_ > 0; }
-
-  // Sends the signal only; Reap() collects the process later. Lets a caller start a clock at
-  // the moment of the kill without waiting for the kernel to tear the process down.
-  absl::Status SendSignal(int signal);
-  // Waits up to `timeout` for the process to exit (SIGKILLing it then), and forgets it.
-  absl::Status Reap(absl::Duration timeout);
-  // SIGTERM, then SIGKILL after `grace`; reaps.
-  absl::Status Stop(absl::Duration grace);
-
-  // User+system CPU seconds the process has used so far (from /proc), 0 if unknown.
-  double CpuSeconds() const;
-
- private:
-  pid_t pid_ = -1;
-};
-
-// CPU seconds (user+system) used by `pid` so far, from /proc/PID/stat; 0 if unreadable.
-double ProcessCpuSeconds(pid_t pid);
+// Benchmark servers and load generators: see common/child_process.h.
+using Process = ::shoal::ChildProcess;
+using ::shoal::ProcessCpuSeconds;
 
 // Runs argv to completion (at most `timeout`, then SIGKILL) and returns its stdout+stderr.
 // Fails when it could not run or exited non-zero.
@@ -70,8 +40,7 @@ class TempDir {
   std::string path_;
 };
 
-// A TCP port on 127.0.0.1 that was free a moment ago (the kernel picked it).
-absl::StatusOr<int> PickFreeLoopbackPort();
+using ::shoal::PickFreeLoopbackPort;
 
 }  // namespace shoal::bench
 

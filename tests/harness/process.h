@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/child_process.h"
 
 namespace shoal::testing {
 
@@ -54,30 +55,8 @@ struct CommandOptions {
 // exit code and output.
 CommandResult RunCommand(const std::vector<std::string>& argv, const CommandOptions& options = {});
 
-// A long-running child process with stdout and stderr appended to `log_path`.
-class ChildProcess {
- public:
-  // Starts argv with its output appended to log_path.
-  static absl::StatusOr<ChildProcess> Start(const std::vector<std::string>& argv,
-                                            const std::string& log_path);
-  ChildProcess() = default;
-  ChildProcess(ChildProcess&& other) noexcept;
-  ChildProcess& operator=(ChildProcess&& other) noexcept;
-  ~ChildProcess();  // SIGKILLs and reaps the process if it still runs
-
-  pid_t pid() const { return pid_; }
-  bool running() const { return pid_ > 0; }
-
-  // Sends `signal` and waits up to `timeout` for the process to exit. Returns its wait status.
-  // On timeout the process is SIGKILLed and DEADLINE_EXCEEDED returned.
-  absl::StatusOr<int> Signal(int signal, absl::Duration timeout);
-  // Returns the wait status if the process has exited within `timeout`, else DEADLINE_EXCEEDED
-  // (the process keeps running).
-  absl::StatusOr<int> Wait(absl::Duration timeout);
-
- private:
-  pid_t pid_ = -1;
-};
+// A long-running child process with stdout and stderr appended to a log file.
+using ::shoal::ChildProcess;
 
 // A TCP port on 127.0.0.1 that was free a moment ago (the kernel picked it).
 int PickFreeLoopbackPort();
