@@ -303,6 +303,7 @@ TEST_F(DispatcherTest, HeartbeatsKeepTheNodeReady) {
   dispatcher_->Start();
   auto stub = StubFor(w1_);
   SessionStream session = Open(stub.get());
+  ASSERT_TRUE(WaitForNodeState("w1", api::NodeStatus::READY));  // registered in the background
   const std::string id = session.first.session_id();
   for (int i = 0; i < 4; ++i) {
     clock_.Advance(absl::Seconds(10));  // within 3 x 5 s of the last heartbeat
@@ -326,6 +327,7 @@ TEST_F(DispatcherTest, MissedHeartbeatsMarkTheNodeDown) {
   dispatcher_->Start();
   auto stub = StubFor(w1_);
   SessionStream session = Open(stub.get());
+  ASSERT_TRUE(WaitForNodeState("w1", api::NodeStatus::READY));  // registered in the background
   const std::string id = session.first.session_id();
   clock_.Advance(absl::Seconds(14));
   dispatcher_->CheckLiveness();
