@@ -18,17 +18,36 @@ absl::Status OutOfSequence(api::ObjectKind kind, const std::string& id, uint64_t
 
 }  // namespace
 
-absl::Status ApplyProposal(api::StoreProposal& proposal, uint64_t index, uint64_t gen,
+bool DecodeProposal(const std::string& data, DecodedProposal* out) {
+  api::StoreProposal proposal;
+  if (!proposal.ParseFromString(data)) return false;
+  out->proposed_at = proposal.proposed_at();
+  out->actions.clear();
+  out->actions.reserve(proposal.request().actions_size());
+  for (api::StoreAction& a : *proposal.mutable_request()->mutable_actions()) {
+    // A move: the object's fields change hands, nothing is copied.
+    out->actions.push_back(DecodedProposal::Action{
+        a.action(), std::make_shared<api::StoreObject>(std::move(*a.mutable_object()))});
+  }
+  return true;
+}
+
+absl::Status ApplyProposal(DecodedProposal& proposal, uint64_t index, uint64_t gen,
                            Tables* tables, std::vector<Change>* changes) {
-  const google::protobuf::Timestamp& now = proposal.proposed_at();
+  const google::protobuf::Timestamp& now = proposal.proposed_at;
   const size_t first_change = changes->size();
-  for (api::StoreAction& action : *proposal.mutable_request()->mutable_actions()) {
-    api::StoreObject& object = *action.mutable_object();
+  changes->reserve(first_change + proposal.actions.size());
+  for (DecodedProposal::Action& action : proposal.actions) {
+    if (action.object == nullptr) action.object = std::make_shared<api::StoreObject>();
+    if (action.object.use_count() != 1) {
+      action.object = std::make_shared<api::StoreObject>(*action.object);
+    }
+    api::StoreObject& object = *action.object;
     const api::ObjectKind kind = KindOf(object);
-    const std::string id = IdOf(object);
+    const std::string& id = IdOf(object);
     if (absl::Status s = ValidateId(kind, id); !s.ok()) return s;
     const ObjectPtr* current = tables->Get(kind, id);
-    switch (action.action()) {
+    switch (action.action) {
       case api::StoreAction::CREATE: {
         if (current != nullptr) {
           return absl::AlreadyExistsError(absl::StrCat(KindName(kind), " ", id, " already exists"));
@@ -38,7 +57,7 @@ absl::Status ApplyProposal(api::StoreProposal& proposal, uint64_t index, uint64_
         meta->mutable_version()->set_index(index);
         *meta->mutable_created_at() = now;
         *meta->mutable_updated_at() = now;
-        auto created = std::make_shared<const api::StoreObject>(std::move(object));
+        ObjectPtr created = std::move(action.object);
         tables->Put(created, gen);
         changes->push_back(Change{api::StoreAction::CREATE, std::move(created), nullptr});
         break;
@@ -59,7 +78,7 @@ absl::Status ApplyProposal(api::StoreProposal& proposal, uint64_t index, uint64_
         *meta->mutable_created_at() = old_meta.created_at();
         *meta->mutable_updated_at() = now;
         ObjectPtr before = *current;
-        auto updated = std::make_shared<const api::StoreObject>(std::move(object));
+        ObjectPtr updated = std::move(action.object);
         tables->Put(updated, gen);
         changes->push_back(Change{api::StoreAction::UPDATE, std::move(updated), std::move(before)});
         break;
@@ -80,7 +99,7 @@ absl::Status ApplyProposal(api::StoreProposal& proposal, uint64_t index, uint64_
       }
       default:
         return absl::InvalidArgumentError(absl::StrCat("store: unknown action ",
-                                                       static_cast<int>(action.action()), " on ",
+                                                       static_cast<int>(action.action), " on ",
                                                        KindName(kind), " ", id));
     }
   }

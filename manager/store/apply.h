@@ -22,11 +22,14 @@
 #define SHOAL_MANAGER_STORE_APPLY_H_
 
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "manager/store/objects.h"
 #include "manager/store/tables.h"
+#include "google/protobuf/timestamp.pb.h"
 #include "store.pb.h"
 
 namespace shoal::manager::store {
@@ -38,10 +41,26 @@ struct Change {
   ObjectPtr old_object;  // before the change, for UPDATE; null otherwise
 };
 
+// A StoreProposal taken apart: its objects each in a block of their own, ready to go into the
+// tables as they are.
+struct DecodedProposal {
+  struct Action {
+    api::StoreAction::Action action = api::StoreAction::UNKNOWN;
+    // Only ApplyProposal holds it (it stamps the Meta, then shares it as an ObjectPtr); a
+    // shared one is copied first.
+    std::shared_ptr<api::StoreObject> object;
+  };
+  google::protobuf::Timestamp proposed_at;
+  std::vector<Action> actions;
+};
+
+// Parses a serialized api::StoreProposal; false if `data` is not one.
+bool DecodeProposal(const std::string& data, DecodedProposal* out);
+
 // Applies `proposal` (its objects are moved out) as the entry at Raft `index`, editing `tables`
 // with generation `gen` and appending what changed to `changes`. On error, `tables` and
 // `changes` hold a partial result that the caller must discard.
-absl::Status ApplyProposal(api::StoreProposal& proposal, uint64_t index, uint64_t gen,
+absl::Status ApplyProposal(DecodedProposal& proposal, uint64_t index, uint64_t gen,
                            Tables* tables, std::vector<Change>* changes);
 
 }  // namespace shoal::manager::store

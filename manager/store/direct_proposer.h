@@ -62,6 +62,12 @@ class DirectProposer : public Proposer {
     skip_ = skip;
   }
 
+  // The next proposal gets index `index` + 1 (+ the gap), e.g. to continue after a Restore.
+  void SetLastIndex(uint64_t index) {
+    absl::MutexLock lock(&mu_);
+    index_ = index;
+  }
+
   uint64_t last_index() const {
     absl::MutexLock lock(&mu_);
     return index_;

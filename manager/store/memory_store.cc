@@ -1,5 +1,6 @@
 #include "manager/store/memory_store.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -7,6 +8,7 @@
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "manager/store/apply.h"
 #include "manager/store/persistent_map.h"
+#include "manager/store/wire_check.h"
 #include "store.pb.h"
 
 namespace shoal::manager::store {
@@ -43,7 +45,7 @@ std::string EncodeSnapshot(const Tables& t) {
     for (int kind = api::OBJECT_KIND_NODE; kind <= api::OBJECT_KIND_CLUSTER; ++kind) {
       const uint32_t tag = (static_cast<uint32_t>(kind + 1) << 3) | kLengthDelimited;
       t.objects(static_cast<api::ObjectKind>(kind))
-          .ForEach([&](const std::string&, const ObjectPtr& o) {
+          .ForEach([&](absl::string_view, const ObjectPtr& o) {
             const google::protobuf::MessageLite* m = nullptr;
             switch (o->object_case()) {
               case api::StoreObject::kNode:
@@ -100,7 +102,9 @@ absl::Status RestoreAll(google::protobuf::RepeatedPtrField<T>* objects, uint64_t
 // ---------------------------------------------------------------------------------------------
 // Batch
 
-Batch::Batch(MemoryStore* store) : store_(store), tx_(new WriteTx(store->Current())) {}
+Batch::Batch(MemoryStore* store) : store_(store), tx_(new WriteTx(store->Current())) {
+  tx_->changes_.Reserve(std::min<size_t>(store_->options_.batch_max_objects, 4096));
+}
 
 absl::Status Batch::Update(const std::function<absl::Status(WriteTx&)>& fn) {
   if (!failed_.ok()) return failed_;
@@ -126,7 +130,8 @@ absl::Status Batch::Flush() {
   }
   ++entries_committed_;
   // Continue from the store as it now is: the flushed entry, and whatever else was applied.
-  tx_.reset(new WriteTx(store_->Current()));
+  tx_->Reset(store_->Current());
+  tx_->changes_.Reserve(std::min<size_t>(store_->options_.batch_max_objects, 4096));
   return absl::OkStatus();
 }
 
@@ -172,20 +177,58 @@ absl::Status MemoryStore::Commit(WriteTx& tx) {
   if (proposer_ == nullptr) {
     return absl::FailedPreconditionError("store: read-only (no proposer): cannot write");
   }
-  api::StoreProposal proposal;
-  for (api::StoreAction& a : tx.TakeActions()) {
-    *proposal.mutable_request()->add_actions() = std::move(a);
-  }
-  if (proposal.request().actions_size() == 0) return absl::OkStatus();  // all cancelled out
   const absl::Time now = clock_->Now();
   const int64_t seconds = absl::ToUnixSeconds(now);
-  proposal.mutable_proposed_at()->set_seconds(seconds);
-  proposal.mutable_proposed_at()->set_nanos(
+  google::protobuf::Timestamp proposed_at;
+  proposed_at.set_seconds(seconds);
+  proposed_at.set_nanos(
       static_cast<int32_t>(absl::ToInt64Nanoseconds(now - absl::FromUnixSeconds(seconds))));
+  std::string data;
+  DecodedProposal decoded;
+  if (!tx.TakeProposal(proposed_at, &decoded, &data)) return absl::OkStatus();  // cancelled out
+  // Apply takes the objects from here when the entry it applies is this one, byte for byte,
+  // instead of parsing them back: parsing would give the same objects, provided the parser
+  // accepts the bytes at all (a proto3 string holding invalid UTF-8 makes it refuse them, for
+  // one), which WouldParse checks. Otherwise Apply parses, as it does for other managers'
+  // entries, so the entry's bytes stay the truth either way.
+  uint64_t ticket = 0;
+  if (WouldParse(api::StoreProposal::descriptor(), data)) {
+    ticket = RememberLocal(data, std::move(decoded));
+  }
   absl::StatusOr<std::string> result =
-      proposer_->Propose(proposal.SerializeAsString(), absl::Now() + options_.proposal_timeout);
+      proposer_->Propose(std::move(data), absl::Now() + options_.proposal_timeout);
+  if (ticket != 0) ForgetLocal(ticket);  // not applied (yet): Apply will parse it if it comes
   if (!result.ok()) return result.status();
   return DecodeResult(*result);
+}
+
+uint64_t MemoryStore::RememberLocal(const std::string& data, DecodedProposal decoded) {
+  absl::MutexLock lock(&local_mu_);
+  const uint64_t ticket = ++next_ticket_;
+  local_.push_back(LocalProposal{ticket, data, std::move(decoded)});
+  return ticket;
+}
+
+bool MemoryStore::TakeLocal(const std::string& data, DecodedProposal* decoded) {
+  absl::MutexLock lock(&local_mu_);
+  for (auto it = local_.begin(); it != local_.end(); ++it) {
+    if (it->data.size() == data.size() && it->data == data) {
+      *decoded = std::move(it->decoded);
+      local_.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+void MemoryStore::ForgetLocal(uint64_t ticket) {
+  absl::MutexLock lock(&local_mu_);
+  for (auto it = local_.begin(); it != local_.end(); ++it) {
+    if (it->ticket == ticket) {
+      local_.erase(it);
+      return;
+    }
+  }
 }
 
 absl::Status MemoryStore::DecodeResult(const std::string& result) {
@@ -247,8 +290,8 @@ std::string MemoryStore::Apply(uint64_t index, const std::string& data) {
             "store: entry ", index, " is not after the store's version ", current->version)),
         index);
   }
-  api::StoreProposal proposal;
-  if (!proposal.ParseFromString(data)) {
+  DecodedProposal proposal;
+  if (!TakeLocal(data, &proposal) && !DecodeProposal(data, &proposal)) {
     return EncodeResult(
         absl::InvalidArgumentError(absl::StrCat("store: entry ", index, " is not a proposal")),
         index);

@@ -43,6 +43,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "manager/store/apply.h"
 #include "manager/store/objects.h"
 #include "manager/store/proposer.h"
 #include "manager/store/read_tx.h"
@@ -149,9 +150,23 @@ class MemoryStore : public raft::StateMachine {
   // Makes `tables` the current version and tells the watchers.
   void Publish(std::shared_ptr<const Tables> tables, const std::vector<Change>& changes);
 
+  // Proposals of this store's own writers, decoded, until Apply takes them (see Commit).
+  uint64_t RememberLocal(const std::string& data, DecodedProposal decoded);
+  bool TakeLocal(const std::string& data, DecodedProposal* decoded);
+  void ForgetLocal(uint64_t ticket);
+
   Proposer* const proposer_;
   const StoreOptions options_;
   Clock* const clock_;
+
+  struct LocalProposal {
+    uint64_t ticket;
+    std::string data;
+    DecodedProposal decoded;
+  };
+  absl::Mutex local_mu_;
+  std::vector<LocalProposal> local_ ABSL_GUARDED_BY(local_mu_);
+  uint64_t next_ticket_ ABSL_GUARDED_BY(local_mu_) = 0;
 
   absl::Mutex apply_mu_;  // serialises Apply and Restore (the only writers of state_)
 

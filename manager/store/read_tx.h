@@ -12,6 +12,7 @@
 #define SHOAL_MANAGER_STORE_READ_TX_H_
 
 #include <cstdint>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -21,6 +22,10 @@
 #include "objects.pb.h"
 
 namespace shoal::manager::store {
+
+namespace internal {
+class Pending;  // a WriteTx's changes (write_tx.h)
+}  // namespace internal
 
 class ReadTx {
  public:
@@ -34,29 +39,28 @@ class ReadTx {
   // T is one of api::Node, Service, Task, Network, Secret, Config, Cluster.
   template <class T>
   const T* Get(absl::string_view id) const {
-    const ObjectPtr* o = tables_->Get(ObjectTraits<T>::kKind, id);
-    return o == nullptr ? nullptr : &ObjectTraits<T>::Get(**o);
+    const api::StoreObject* o = GetObject(ObjectTraits<T>::kKind, id);
+    return o == nullptr ? nullptr : &ObjectTraits<T>::Get(*o);
   }
   // Every object of the kind, by ID.
   template <class T>
   std::vector<const T*> List() const {
     std::vector<const T*> out;
-    out.reserve(tables_->count(ObjectTraits<T>::kKind));
-    tables_->objects(ObjectTraits<T>::kKind).ForEach([&](const std::string&, const ObjectPtr& o) {
-      out.push_back(&ObjectTraits<T>::Get(*o));
-      return true;
-    });
+    out.reserve(Count<T>());
+    Scan(ObjectTraits<T>::kKind, nullptr, absl::string_view(), false,
+         [&](const api::StoreObject& o) { out.push_back(&ObjectTraits<T>::Get(o)); });
     return out;
   }
   template <class T>
   size_t Count() const {
-    return tables_->count(ObjectTraits<T>::kKind);
+    return CountObjects(ObjectTraits<T>::kKind);
   }
   template <class T>
   std::vector<const T*> FindByIdPrefix(absl::string_view prefix) const {
-    std::vector<const api::StoreObject*> found;
-    tables_->FindIdPrefix(ObjectTraits<T>::kKind, prefix, &found);
-    return Typed<T>(found);
+    std::vector<const T*> out;
+    Scan(ObjectTraits<T>::kKind, nullptr, prefix, false,
+         [&](const api::StoreObject& o) { out.push_back(&ObjectTraits<T>::Get(o)); });
+    return out;
   }
   // Case-insensitive. At most one result for kinds with unique names; nodes match by hostname,
   // which several may share. Tasks have no name index.
@@ -68,9 +72,11 @@ class ReadTx {
   template <class T>
   std::vector<const T*> FindByNamePrefix(absl::string_view prefix) const {
     static_assert(!std::is_same_v<T, api::Task>, "tasks are not indexed by name");
-    std::vector<const api::StoreObject*> found;
-    tables_->FindPrefix(ObjectTraits<T>::kKind, Index::kName, Tables::NameKey(prefix), &found);
-    return Typed<T>(found);
+    std::vector<const T*> out;
+    const Index index = Index::kName;
+    Scan(ObjectTraits<T>::kKind, &index, Tables::NameKey(prefix), false,
+         [&](const api::StoreObject& o) { out.push_back(&ObjectTraits<T>::Get(o)); });
+    return out;
   }
 
   // Tasks, in ID order.
@@ -97,29 +103,62 @@ class ReadTx {
 
   // Untyped access, for code that handles every kind alike (e.g. the Watch API).
   const api::StoreObject* GetObject(api::ObjectKind kind, absl::string_view id) const {
+    if (pending_ != nullptr) return PendingGet(kind, id);
     const ObjectPtr* o = tables_->Get(kind, id);
     return o == nullptr ? nullptr : o->get();
   }
 
  protected:
-  explicit ReadTx(const Tables* tables) : tables_(tables) {}
+  // `pending`: a WriteTx's changes, which every read merges into `tables` (null for a view).
+  explicit ReadTx(const Tables* tables, const internal::Pending* pending = nullptr)
+      : tables_(tables), pending_(pending) {}
   friend class MemoryStore;
 
   template <class T>
   std::vector<const T*> FindBy(Index index, absl::string_view value) const {
-    std::vector<const api::StoreObject*> found;
-    tables_->FindExact(ObjectTraits<T>::kKind, index, value, &found);
-    return Typed<T>(found);
-  }
-  template <class T>
-  static std::vector<const T*> Typed(const std::vector<const api::StoreObject*>& found) {
     std::vector<const T*> out;
-    out.reserve(found.size());
-    for (const api::StoreObject* o : found) out.push_back(&ObjectTraits<T>::Get(*o));
+    Scan(ObjectTraits<T>::kKind, &index, value, true,
+         [&](const api::StoreObject& o) { out.push_back(&ObjectTraits<T>::Get(o)); });
     return out;
   }
 
+  // Calls f(object) in key order for the objects of `kind` whose key in `index` (nullptr: the
+  // ID) starts with `prefix` or, if `exact`, whose index value is `prefix`.
+  template <class F>
+  void Scan(api::ObjectKind kind, const Index* index, absl::string_view prefix, bool exact,
+            F&& f) const {
+    if (pending_ == nullptr) {
+      std::string buf;
+      if (exact) {
+        buf.reserve(prefix.size() + 1);
+        buf.append(prefix.data(), prefix.size());
+        buf.push_back('\0');
+        prefix = buf;
+      }
+      tables_->Scan(kind, index, prefix, [&](absl::string_view key, const api::StoreObject& o) {
+        // A longer value that merely starts with `prefix` and a NUL is no exact match: IDs hold
+        // no NUL.
+        if (!exact || key.find('\0', prefix.size()) == absl::string_view::npos) f(o);
+        return true;
+      });
+      return;
+    }
+    std::vector<const api::StoreObject*> found;
+    PendingScan(kind, index, prefix, exact, &found);
+    for (const api::StoreObject* o : found) f(*o);
+  }
+  size_t CountObjects(api::ObjectKind kind) const {
+    return pending_ != nullptr ? PendingCount(kind) : tables_->count(kind);
+  }
+
+  // The same reads with the pending changes merged in (read_tx.cc).
+  const api::StoreObject* PendingGet(api::ObjectKind kind, absl::string_view id) const;
+  void PendingScan(api::ObjectKind kind, const Index* index, absl::string_view prefix, bool exact,
+                   std::vector<const api::StoreObject*>* out) const;
+  size_t PendingCount(api::ObjectKind kind) const;
+
   const Tables* tables_;
+  const internal::Pending* pending_;
 };
 
 }  // namespace shoal::manager::store

@@ -36,9 +36,13 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "benchmark/benchmark.h"
+#include "google/protobuf/arena.h"
 #include "manager/store/direct_proposer.h"
 #include "manager/store/memory_store.h"
+#include "store.pb.h"
 
 namespace shoal::manager::store {
 namespace {
@@ -46,9 +50,13 @@ namespace {
 constexpr int kTasks = 100000;
 constexpr int kTasksPerService = 100;
 
+std::string TaskId(int i) {
+  return absl::StrCat("task", 1000000 + i, "qz8k2m4n5p6r7s");  // 25 chars, as Swarm IDs
+}
+
 api::Task BenchTask(int i) {
   api::Task t;
-  t.set_id(absl::StrCat("task", 1000000 + i, "qz8k2m4n5p6r7s"));  // 25 chars, as Swarm IDs
+  t.set_id(TaskId(i));
   t.set_service_id(absl::StrCat("svc", 1000 + i / kTasksPerService, "ab8k2m4n5p6r7s9t0v"));
   t.set_slot(i % kTasksPerService + 1);
   t.set_node_id(absl::StrCat("node", 100 + i % 50, "x8k2m4n5p6r7s9t0v1"));
@@ -107,6 +115,164 @@ void BM_BatchCreateTasks(benchmark::State& state) {
 }
 BENCHMARK(BM_BatchCreateTasks)->Unit(benchmark::kMillisecond)->Iterations(3);
 
+// The write benchmarks below each run one phase on a fresh store of kTasks tasks (filled with
+// the timer paused) and report "us_per_op": wall-clock microseconds per task written, end to end
+// (the callback, the transaction, proposal encoding, Apply and publishing).
+Fixture& Filled();
+const std::string& FilledSnapshot();
+
+// With PERF_CTL_FIFO set to perf's control FIFO (perf record --control=fifo:<path> -D -1), the
+// profile covers the timed phases only.
+void PerfControl(const char* command) {
+  static FILE* const ctl = [] {
+    const char* path = std::getenv("PERF_CTL_FIFO");
+    return path == nullptr ? nullptr : std::fopen(path, "w");
+  }();
+  if (ctl != nullptr) {
+    std::fputs(command, ctl);
+    std::fflush(ctl);
+  }
+}
+
+template <class Op>
+void TimedPhase(benchmark::State& state, bool prefill, Op op) {
+  double total_us = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto f = std::make_unique<Fixture>();
+    if (prefill) {
+      // Restored rather than re-filled through Batch: quicker, and keeps the write path out of
+      // the set-up (so that a profile of the benchmark shows the phase alone).
+      if (!f->store.Restore(FilledSnapshot()).ok()) std::abort();
+      f->proposer.SetLastIndex(f->store.version());
+    }
+    const size_t entries_before = f->proposer.entries().size();
+    const absl::Time start = absl::Now();
+    PerfControl("enable\n");
+    state.ResumeTiming();
+    op(f.get());
+    state.PauseTiming();
+    PerfControl("disable\n");
+    total_us += absl::ToDoubleMicroseconds(absl::Now() - start);
+    state.counters["entries"] =
+        static_cast<double>(f->proposer.entries().size() - entries_before);
+    f.reset();
+    state.ResumeTiming();
+  }
+  state.counters["us_per_op"] = total_us / (static_cast<double>(state.iterations()) * kTasks);
+  state.SetItemsProcessed(state.iterations() * kTasks);
+}
+
+// 100,000 task updates through one Batch, one callback each (read, copy, change, Update: what
+// the dispatcher and the orchestrators do). `change` edits the copy.
+template <class Change>
+void UpdateAll(Fixture* f, Change change) {
+  absl::Status s = f->store.Batch([&](Batch& b) {
+    for (int i = 0; i < kTasks; ++i) {
+      const std::string id = TaskId(i);
+      absl::Status st = b.Update([&](WriteTx& tx) {
+        const api::Task* t = tx.Get<api::Task>(id);
+        if (t == nullptr) return absl::NotFoundError(id);
+        api::Task updated = *t;
+        change(i, &updated);
+        return tx.Update(std::move(updated));
+      });
+      if (!st.ok()) return st;
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) std::abort();
+}
+
+void BM_WriteCreate(benchmark::State& state) { TimedPhase(state, false, Fill); }
+BENCHMARK(BM_WriteCreate)->Unit(benchmark::kMillisecond)->Iterations(3);
+
+// Status only: no index changes.
+void BM_WriteUpdateStatus(benchmark::State& state) {
+  TimedPhase(state, true, [](Fixture* f) {
+    UpdateAll(f, [](int, api::Task* t) {
+      t->mutable_status()->set_state(api::TASK_STATE_SHUTDOWN);
+      t->mutable_status()->set_message("shutdown");
+    });
+  });
+}
+BENCHMARK(BM_WriteUpdateStatus)->Unit(benchmark::kMillisecond)->Iterations(3);
+
+// node_id moves: the kNodeId index entry moves (kSlot too for slot-0 tasks; these have slots).
+void BM_WriteUpdateNode(benchmark::State& state) {
+  TimedPhase(state, true, [](Fixture* f) {
+    UpdateAll(f, [](int i, api::Task* t) {
+      t->set_node_id(absl::StrCat("node", 100 + (i + 7) % 50, "x8k2m4n5p6r7s9t0v1"));
+    });
+  });
+}
+BENCHMARK(BM_WriteUpdateNode)->Unit(benchmark::kMillisecond)->Iterations(3);
+
+// desired_state change, as a scale-down marks tasks for shutdown: kDesiredState moves.
+void BM_WriteUpdateDesired(benchmark::State& state) {
+  TimedPhase(state, true, [](Fixture* f) {
+    UpdateAll(f, [](int, api::Task* t) { t->set_desired_state(api::TASK_STATE_SHUTDOWN); });
+  });
+}
+BENCHMARK(BM_WriteUpdateDesired)->Unit(benchmark::kMillisecond)->Iterations(3);
+
+void BM_WriteDelete(benchmark::State& state) {
+  TimedPhase(state, true, [](Fixture* f) {
+    absl::Status s = f->store.Batch([](Batch& b) {
+      for (int i = 0; i < kTasks; ++i) {
+        const std::string id = TaskId(i);
+        absl::Status st = b.Update([&](WriteTx& tx) { return tx.Delete<api::Task>(id); });
+        if (!st.ok()) return st;
+      }
+      return absl::OkStatus();
+    });
+    if (!s.ok()) std::abort();
+  });
+}
+BENCHMARK(BM_WriteDelete)->Unit(benchmark::kMillisecond)->Iterations(3);
+
+// What protobuf itself costs per task, for comparison with the write benchmarks: a copy (what
+// a writer makes of the object it changes), and encoding / decoding a 500-task proposal.
+void BM_ProtoTaskCopy(benchmark::State& state) {
+  const api::Task t = BenchTask(7);
+  for (auto _ : state) {
+    api::Task copy = t;
+    benchmark::DoNotOptimize(copy);
+  }
+}
+BENCHMARK(BM_ProtoTaskCopy);
+
+std::string FiveHundredTaskProposal() {
+  api::StoreProposal p;
+  for (int i = 0; i < 500; ++i) {
+    api::StoreAction* a = p.mutable_request()->add_actions();
+    a->set_action(api::StoreAction::UPDATE);
+    *a->mutable_object()->mutable_task() = BenchTask(i);
+  }
+  return p.SerializeAsString();
+}
+
+void BM_ProtoParse500(benchmark::State& state) {
+  const std::string data = FiveHundredTaskProposal();
+  for (auto _ : state) {
+    api::StoreProposal p;
+    if (!p.ParseFromString(data)) std::abort();
+  }
+  state.SetItemsProcessed(state.iterations() * 500);
+}
+BENCHMARK(BM_ProtoParse500);
+
+void BM_ProtoParse500Arena(benchmark::State& state) {
+  const std::string data = FiveHundredTaskProposal();
+  for (auto _ : state) {
+    google::protobuf::Arena arena;
+    auto* p = google::protobuf::Arena::CreateMessage<api::StoreProposal>(&arena);
+    if (!p->ParseFromString(data)) std::abort();
+  }
+  state.SetItemsProcessed(state.iterations() * 500);
+}
+BENCHMARK(BM_ProtoParse500Arena);
+
 void BM_ApplyTaskEntries(benchmark::State& state) {
   Fixture source;
   Fill(&source);
@@ -131,6 +297,11 @@ Fixture& Filled() {
     return fx;
   }();
   return *f;
+}
+
+const std::string& FilledSnapshot() {
+  static const std::string* const snap = new std::string(Filled().store.Snapshot());
+  return *snap;
 }
 
 void BM_ViewGetTask(benchmark::State& state) {

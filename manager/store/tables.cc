@@ -1,51 +1,36 @@
 #include "manager/store/tables.h"
 
-#include <algorithm>
 #include <utility>
 
-#include "absl/container/inlined_vector.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 
 namespace shoal::manager::store {
 namespace {
 
 constexpr char kSep = '\0';
 
-using IndexEntries = absl::InlinedVector<std::pair<Index, std::string>, kNumIndexes>;
-
-// The full index keys ("<value>\0<id>") an object occupies.
-IndexEntries EntriesOf(const api::StoreObject& o) {
-  IndexEntries out;
-  const std::string& id = IdOf(o);
-  auto add = [&](Index index, std::string value) {
-    value.push_back(kSep);
-    value.append(id);
-    out.emplace_back(index, std::move(value));
-  };
-  if (o.object_case() != api::StoreObject::kTask) {
-    const std::string& name = NameOf(o);
-    if (!name.empty()) add(Index::kName, Tables::NameKey(name));
-    return out;
-  }
-  // Tasks: no name entry (their names derive from service, slot and ID, which are indexed).
-  const api::Task& t = o.task();
-  if (!t.service_id().empty()) {
-    add(Index::kServiceId, t.service_id());
-    if (t.slot() != 0) {
-      add(Index::kSlot, Tables::SlotKey(t.service_id(), t.slot()));
-    } else if (!t.node_id().empty()) {
-      add(Index::kSlot, Tables::ServiceNodeKey(t.service_id(), t.node_id()));
-    }
-  }
-  if (!t.node_id().empty()) add(Index::kNodeId, t.node_id());
-  add(Index::kDesiredState, Tables::DesiredStateKey(t.desired_state()));
-  return out;
+// Appends `v` as `digits` lower-case hex digits (zero-padded, as printf's %0Nx).
+void AppendHex(uint64_t v, int digits, std::string* out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  const size_t at = out->size();
+  out->resize(at + digits);
+  for (int i = digits - 1; i >= 0; --i, v >>= 4) (*out)[at + i] = kHex[v & 0xf];
 }
 
-bool Contains(const IndexEntries& entries, const std::pair<Index, std::string>& e) {
-  return std::find(entries.begin(), entries.end(), e) != entries.end();
+void AppendSlotValue(absl::string_view service_id, uint64_t slot, std::string* out) {
+  out->append(service_id.data(), service_id.size());
+  out->push_back(kSep);
+  out->push_back('s');
+  AppendHex(slot, 16, out);
+}
+
+void AppendServiceNodeValue(absl::string_view service_id, absl::string_view node_id,
+                            std::string* out) {
+  out->append(service_id.data(), service_id.size());
+  out->push_back(kSep);
+  out->push_back('n');
+  out->append(node_id.data(), node_id.size());
 }
 
 }  // namespace
@@ -53,34 +38,93 @@ bool Contains(const IndexEntries& entries, const std::pair<Index, std::string>& 
 std::string Tables::NameKey(absl::string_view name) { return absl::AsciiStrToLower(name); }
 
 std::string Tables::DesiredStateKey(api::TaskState state) {
-  return absl::StrFormat("%08x", static_cast<uint32_t>(state));
+  std::string out;
+  AppendHex(static_cast<uint32_t>(state), 8, &out);
+  return out;
 }
 
 // One index for both kinds of slot: "s" + slot for replicated tasks, "n" + node ID for a global
 // service's tasks (slot 0), so each task costs one entry.
 std::string Tables::SlotKey(absl::string_view service_id, uint64_t slot) {
-  return absl::StrCat(service_id, absl::string_view(&kSep, 1), "s", absl::StrFormat("%016x", slot));
+  std::string out;
+  AppendSlotValue(service_id, slot, &out);
+  return out;
 }
 
 std::string Tables::ServiceNodeKey(absl::string_view service_id, absl::string_view node_id) {
-  return absl::StrCat(service_id, absl::string_view(&kSep, 1), "n", node_id);
+  std::string out;
+  AppendServiceNodeValue(service_id, node_id, &out);
+  return out;
+}
+
+bool Tables::IndexKey(const api::StoreObject& o, Index index, std::string* key) {
+  key->clear();
+  if (o.object_case() != api::StoreObject::kTask) {
+    // Tasks are not indexed by name: their names derive from service, slot and ID, which are.
+    if (index != Index::kName) return false;
+    const std::string& name = NameOf(o);
+    if (name.empty()) return false;
+    key->resize(name.size());
+    for (size_t i = 0; i < name.size(); ++i) (*key)[i] = absl::ascii_tolower(name[i]);
+  } else {
+    const api::Task& t = o.task();
+    switch (index) {
+      case Index::kName:
+        return false;
+      case Index::kServiceId:
+        if (t.service_id().empty()) return false;
+        key->append(t.service_id());
+        break;
+      case Index::kNodeId:
+        if (t.node_id().empty()) return false;
+        key->append(t.node_id());
+        break;
+      case Index::kDesiredState:
+        AppendHex(static_cast<uint32_t>(t.desired_state()), 8, key);
+        break;
+      case Index::kSlot:
+        if (t.service_id().empty()) return false;
+        if (t.slot() != 0) {
+          AppendSlotValue(t.service_id(), t.slot(), key);
+        } else if (!t.node_id().empty()) {
+          AppendServiceNodeValue(t.service_id(), t.node_id(), key);
+        } else {
+          return false;
+        }
+        break;
+    }
+  }
+  key->push_back(kSep);
+  key->append(IdOf(o));
+  return true;
+}
+
+bool Tables::SameIndexEntries(const api::StoreObject& a, const api::StoreObject& b) {
+  if (a.object_case() != b.object_case() || IdOf(a) != IdOf(b)) return false;
+  if (a.object_case() != api::StoreObject::kTask) return NameOf(a) == NameOf(b);
+  const api::Task& x = a.task();
+  const api::Task& y = b.task();
+  return x.service_id() == y.service_id() && x.slot() == y.slot() &&
+         x.node_id() == y.node_id() && x.desired_state() == y.desired_state();
 }
 
 void Tables::Put(ObjectPtr object, uint64_t gen) {
   const api::ObjectKind kind = KindOf(*object);
   Table& t = table(kind);
   const std::string& id = IdOf(*object);
-  IndexEntries added = EntriesOf(*object);
-  if (const ObjectPtr* old = t.objects.Find(id)) {
-    IndexEntries previous = EntriesOf(**old);
-    for (const auto& e : previous) {
-      if (!Contains(added, e)) t.indexes[static_cast<int>(e.first)].Erase(e.second, gen);
+  const ObjectPtr* old = t.objects.Find(id);
+  if (old == nullptr || !SameIndexEntries(**old, *object)) {
+    // Reused buffers: no allocation per write once they have grown.
+    thread_local std::string before, after;
+    for (int i = 0; i < kNumIndexes; ++i) {
+      const Index index = static_cast<Index>(i);
+      if (!Indexed(kind, index)) continue;
+      const bool had = old != nullptr && IndexKey(**old, index, &before);
+      const bool has = IndexKey(*object, index, &after);
+      if (had && has && before == after) continue;
+      if (had) t.indexes[i].Erase(before, gen);
+      if (has) t.indexes[i].Set(after, {}, gen);
     }
-    for (const auto& e : added) {
-      if (!Contains(previous, e)) t.indexes[static_cast<int>(e.first)].Set(e.second, {}, gen);
-    }
-  } else {
-    for (const auto& e : added) t.indexes[static_cast<int>(e.first)].Set(e.second, {}, gen);
   }
   t.objects.Set(id, std::move(object), gen);
 }
@@ -89,41 +133,39 @@ bool Tables::Remove(api::ObjectKind kind, absl::string_view id, uint64_t gen) {
   Table& t = table(kind);
   const ObjectPtr* old = t.objects.Find(id);
   if (old == nullptr) return false;
-  for (const auto& e : EntriesOf(**old)) t.indexes[static_cast<int>(e.first)].Erase(e.second, gen);
+  thread_local std::string key;
+  for (int i = 0; i < kNumIndexes; ++i) {
+    if (Indexed(kind, static_cast<Index>(i)) && IndexKey(**old, static_cast<Index>(i), &key)) {
+      t.indexes[i].Erase(key, gen);
+    }
+  }
   t.objects.Erase(id, gen);
   return true;
 }
 
 void Tables::FindExact(api::ObjectKind kind, Index index, absl::string_view value,
                        std::vector<const api::StoreObject*>* out) const {
-  const Table& t = table(kind);
   std::string prefix(value);
   prefix.push_back(kSep);
-  t.indexes[static_cast<int>(index)].ScanPrefix(prefix, [&](const std::string& key, const Unit&) {
-    absl::string_view id = absl::string_view(key).substr(prefix.size());
+  Scan(kind, &index, prefix, [&](absl::string_view key, const api::StoreObject& o) {
     // A longer value that merely starts with `value` and a NUL is not a match: IDs hold no NUL.
-    if (id.find(kSep) != absl::string_view::npos) return true;
-    if (const ObjectPtr* o = t.objects.Find(id)) out->push_back(o->get());
+    if (key.find(kSep, prefix.size()) == absl::string_view::npos) out->push_back(&o);
     return true;
   });
 }
 
 void Tables::FindPrefix(api::ObjectKind kind, Index index, absl::string_view prefix,
                         std::vector<const api::StoreObject*>* out) const {
-  const Table& t = table(kind);
-  t.indexes[static_cast<int>(index)].ScanPrefix(prefix, [&](const std::string& key, const Unit&) {
-    const size_t sep = key.rfind(kSep);
-    if (const ObjectPtr* o = t.objects.Find(absl::string_view(key).substr(sep + 1))) {
-      out->push_back(o->get());
-    }
+  Scan(kind, &index, prefix, [&](absl::string_view, const api::StoreObject& o) {
+    out->push_back(&o);
     return true;
   });
 }
 
 void Tables::FindIdPrefix(api::ObjectKind kind, absl::string_view prefix,
                           std::vector<const api::StoreObject*>* out) const {
-  table(kind).objects.ScanPrefix(prefix, [&](const std::string&, const ObjectPtr& o) {
-    out->push_back(o.get());
+  Scan(kind, nullptr, prefix, [&](absl::string_view, const api::StoreObject& o) {
+    out->push_back(&o);
     return true;
   });
 }

@@ -16,7 +16,8 @@
 //   kSlot          tasks by "slot": (service_id, slot) for replicated tasks (slot > 0), and
 //                  (service_id, node_id) for global services' tasks (slot 0, scheduled)
 // Every task thus has at most five entries (with the primary one): memory is dominated by them
-// and by the objects themselves (~1.9 KB for a typical task).
+// and by the objects themselves (~1.9 KB for a typical task). An update that leaves an object's
+// index values as they were (a task's status, say) touches the primary map only.
 // Plus ID-prefix search on the primary map (the CLI's short IDs).
 //
 // Threading: as PersistentMap — a Tables value has one writer; published values are read-only.
@@ -41,8 +42,10 @@ inline constexpr int kNumIndexes = 5;
 class Tables {
  public:
   struct Unit {};
-  using ObjectMap = PersistentMap<ObjectPtr>;
-  using IndexSet = PersistentMap<Unit>;
+  // Node sizes: a leaf of objects is copied on every write to it (a reference count increment
+  // per object it holds), a leaf of index keys is one memcpy.
+  using ObjectMap = PersistentMap<ObjectPtr, 32>;
+  using IndexSet = PersistentMap<Unit, 32>;
 
   // The Raft index of the last entry applied to this version (0 for an empty store).
   uint64_t version = 0;
@@ -58,6 +61,23 @@ class Tables {
   void Put(ObjectPtr object, uint64_t gen);
   // Returns false if there was no such object.
   bool Remove(api::ObjectKind kind, absl::string_view id, uint64_t gen);
+
+  // Calls f(key, object) in key order for the entries of `index` (nullptr: the primary map,
+  // whose keys are the IDs) whose key starts with `prefix`, until f returns false.
+  template <class F>
+  void Scan(api::ObjectKind kind, const Index* index, absl::string_view prefix, F&& f) const {
+    const Table& t = table(kind);
+    if (index == nullptr) {
+      t.objects.ScanPrefix(prefix, [&](absl::string_view id, const ObjectPtr& o) {
+        return f(id, *o);
+      });
+      return;
+    }
+    t.indexes[static_cast<int>(*index)].ScanPrefix(prefix, [&](absl::string_view key, Unit) {
+      const ObjectPtr* o = t.objects.Find(IdOfKey(key));
+      return o == nullptr || f(key, **o);
+    });
+  }
 
   // Appends the objects whose `index` value is exactly `value` (encoded by the *Key helpers
   // below), in ID order.
@@ -80,6 +100,21 @@ class Tables {
   static std::string SlotKey(absl::string_view service_id, uint64_t slot);  // for slot > 0
   static std::string ServiceNodeKey(absl::string_view service_id,
                                     absl::string_view node_id);  // kSlot for slot 0
+
+  // The full key ("<value>\0<id>") `o` has in `index` into *key (reusing its buffer); false if
+  // `o` has no entry there.
+  static bool IndexKey(const api::StoreObject& o, Index index, std::string* key);
+  // Whether `index` is kept for objects of `kind` (tasks: all but kName; others: kName only).
+  static bool Indexed(api::ObjectKind kind, Index index) {
+    return (kind == api::OBJECT_KIND_TASK) != (index == Index::kName);
+  }
+  // Whether two versions of one object have the same entries in every index.
+  static bool SameIndexEntries(const api::StoreObject& a, const api::StoreObject& b);
+  // The object ID at the end of an index key.
+  static absl::string_view IdOfKey(absl::string_view key) {
+    const size_t sep = key.rfind('\0');
+    return sep == absl::string_view::npos ? key : key.substr(sep + 1);
+  }
 
  private:
   struct Table {

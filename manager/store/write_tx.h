@@ -25,22 +25,113 @@
 #ifndef SHOAL_MANAGER_STORE_WRITE_TX_H_
 #define SHOAL_MANAGER_STORE_WRITE_TX_H_
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "manager/store/apply.h"
 #include "manager/store/objects.h"
 #include "manager/store/read_tx.h"
 #include "manager/store/tables.h"
 #include "objects.pb.h"
 
 namespace shoal::manager::store {
+namespace internal {
+
+// The changes a WriteTx has recorded, kept beside the committed tables it started from rather
+// than written into a copy of them: recording a change is a hash-map insert, and the persistent
+// tables are written once, when the entry is applied. Reads merge the two (read_tx.cc); the
+// index lookups they need are built only if a read asks for them.
+class Pending {
+ public:
+  struct Entry {
+    api::ObjectKind kind;
+    // The object as first touched (committed), or as first created: its ID is the entry's key.
+    ObjectPtr anchor;
+    ObjectPtr now;          // the object as the transaction leaves it; null = deleted
+    bool existed;           // in the base (committed) store when first touched
+    uint64_t read_version;  // its Meta.version there
+  };
+
+  bool empty() const { return entries_.empty(); }
+  // Whether any change touches `kind`.
+  bool touches(api::ObjectKind kind) const { return per_kind_[kind] != 0; }
+  const std::deque<Entry>& entries() const { return entries_; }
+  // Objects of `kind` now minus objects of `kind` in the base store.
+  int64_t count_delta(api::ObjectKind kind) const { return delta_[kind]; }
+
+  // The position of (kind, id)'s entry, or -1.
+  int64_t Find(api::ObjectKind kind, absl::string_view id) const {
+    if (!touches(kind)) return -1;
+    auto it = by_key_.find(KeyView{kind, id});
+    return it == by_key_.end() ? -1 : static_cast<int64_t>(it->second);
+  }
+  const Entry& at(size_t i) const { return entries_[i]; }
+
+  // A new entry for an object not touched yet, as it is in the base store (`base`, or null if it
+  // is not there; `anchor` is `base` or the object about to be created). Returns its position.
+  size_t Add(api::ObjectKind kind, ObjectPtr anchor, const ObjectPtr& base);
+  // Sets entry i's object (null: deleted). Returns the object it replaces.
+  ObjectPtr Assign(size_t i, ObjectPtr now);
+  // Drops the last entry, whose object must be as in the base store again.
+  void PopBack();
+  void Clear();
+  void Reserve(size_t n) { by_key_.reserve(n); }
+
+  // Calls f(key, object) in key order for the live pending objects of `kind` whose key in
+  // `index` (nullptr: the ID) starts with `prefix`.
+  template <class F>
+  void Scan(api::ObjectKind kind, const Index* index, absl::string_view prefix, F&& f) const {
+    const absl::btree_set<std::string>& keys = Sorted(kind, index);
+    for (auto it = keys.lower_bound(prefix); it != keys.end(); ++it) {
+      const absl::string_view key = *it;
+      if (key.substr(0, prefix.size()) != prefix) break;
+      const int64_t i = Find(kind, index == nullptr ? key : Tables::IdOfKey(key));
+      f(key, *entries_[i].now);
+    }
+  }
+
+ private:
+  struct KeyView {
+    int kind;
+    absl::string_view id;
+    bool operator==(const KeyView& o) const { return kind == o.kind && id == o.id; }
+    template <class H>
+    friend H AbslHashValue(H h, const KeyView& k) {
+      return H::combine(std::move(h), k.kind, k.id);
+    }
+  };
+  static constexpr int kIdKey = kNumIndexes;  // sorted_'s slot for IDs
+  using SortedKeys = absl::btree_set<std::string>;
+
+  // The sorted keys of the live pending objects of `kind` in `index`, built on first use and
+  // kept up to date from then on.
+  const SortedKeys& Sorted(api::ObjectKind kind, const Index* index) const;
+  // Adds (or removes) `o`'s keys in whichever sorted sets exist for its kind.
+  void AddKeys(const api::StoreObject& o) const;
+  void RemoveKeys(const api::StoreObject& o) const;
+  static bool KeyOf(const api::StoreObject& o, int slot, std::string* key);
+
+  std::deque<Entry> entries_;  // first-touch order; stable addresses (keys point into anchors)
+  absl::flat_hash_map<KeyView, uint32_t> by_key_;
+  std::array<int64_t, kNumKinds + 1> delta_{};
+  std::array<uint32_t, kNumKinds + 1> per_kind_{};
+  mutable std::array<std::array<std::unique_ptr<SortedKeys>, kNumIndexes + 1>, kNumKinds + 1>
+      sorted_;
+};
+
+}  // namespace internal
 
 class WriteTx : public ReadTx {
  public:
@@ -67,16 +158,23 @@ class WriteTx : public ReadTx {
   absl::Status DeleteObject(api::ObjectKind kind, absl::string_view id);
 
   // Objects changed so far (after merging), i.e. the actions the proposal will hold.
-  size_t changed_objects() const { return touched_.size(); }
+  size_t changed_objects() const { return changes_.entries().size(); }
 
  private:
   friend class MemoryStore;
   friend class Batch;
 
   explicit WriteTx(std::shared_ptr<const Tables> base);
+  // Drops every change and starts over from `base`, keeping the memory already allocated.
+  void Reset(std::shared_ptr<const Tables> base);
 
-  // The merged actions, in first-touch order. Leaves the transaction empty.
-  std::vector<api::StoreAction> TakeActions();
+  // Ends the transaction: encodes the merged actions, in first-touch order, as a serialized
+  // api::StoreProposal into *data, and hands the same proposal, decoded, to *decoded: the
+  // objects move there (this transaction held the only references), so that applying them
+  // needs no copy. Returns false if the changes all cancelled out. Leaves the transaction
+  // empty either way.
+  bool TakeProposal(const google::protobuf::Timestamp& proposed_at, DecodedProposal* decoded,
+                    std::string* data);
   // A rough size of the proposal so far (serialized objects), for Batch's entry-size limit.
   size_t approx_bytes() const { return approx_bytes_; }
 
@@ -84,39 +182,30 @@ class WriteTx : public ReadTx {
   void Checkpoint();
   void Rollback();
 
-  struct Touched {
-    api::ObjectKind kind;
-    std::string id;
-    bool existed;           // in the base (committed) store when first touched
-    uint64_t read_version;  // its Meta.version there
-  };
-  // Records a change about to happen to (kind, id), whose current state is `before`.
-  void Touch(api::ObjectKind kind, const std::string& id, const ObjectPtr* before);
-  void Retain(const ObjectPtr* o) {
-    if (o != nullptr) retained_.push_back(*o);
-  }
+  // The object (kind, id) as this transaction sees it, or null; *entry gets its pending
+  // position or -1.
+  const ObjectPtr* Current(api::ObjectKind kind, absl::string_view id, int64_t* entry) const;
+  // Records `now` (null: deleted) as (kind, id)'s new state; `current` is its state so far and
+  // `entry` its pending position (-1: untouched).
+  void Record(api::ObjectKind kind, int64_t entry, const ObjectPtr* current, ObjectPtr now);
+  absl::Status CheckName(const api::StoreObject& object) const;
 
   std::shared_ptr<const Tables> base_;
-  Tables working_;
-  uint64_t gen_;
-  std::vector<Touched> touched_;
-  absl::flat_hash_map<std::pair<int, std::string>, size_t> touched_index_;
-  // Objects this transaction replaced or removed, kept alive so that pointers the callback got
-  // earlier stay valid until it returns.
+  internal::Pending changes_;
+  // Objects this transaction replaced, kept alive so that pointers the callback got earlier
+  // stay valid until it returns.
   std::vector<ObjectPtr> retained_;
   size_t approx_bytes_ = 0;
 
-  // Since the last Checkpoint(): each object's state before its first change, to roll back.
-  // (An undo log rather than a saved copy of the tables: a copy would force a new generation
-  // and so a fresh path copy per callback, which made bulk batches ~5x slower.)
+  // Since the last Checkpoint(): each changed entry's state before its first change, to roll
+  // back. (An undo log rather than a saved copy: cheap whatever the transaction's size.)
   struct Undo {
-    api::ObjectKind kind;
-    std::string id;
+    size_t entry;
     ObjectPtr before;  // null: the object did not exist
   };
   bool recording_undo_ = false;
   std::vector<Undo> undo_;
-  size_t saved_touched_ = 0;
+  size_t saved_entries_ = 0;
   size_t saved_bytes_ = 0;
 };
 
