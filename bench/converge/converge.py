@@ -6,7 +6,8 @@ and passes their paths). Starts 3 managers (real shoald processes, --executor si
 state in a temp dir), joins ceil(nodes / nodes-per-process) swarm_sim processes (simulated
 nodes), creates a replicated service (image sim/app) with `shoal service create -d`, and times
 until `service ls --format json` shows R/R running; then `service scale` to R/100 and times that.
-Every process is started here and stopped by PID at the end. Last stdout line: the JSON object.
+Every process is started here and stopped by PID at the end. Last stdout line: the JSON object,
+which also gives each manager's and each swarm_sim's peak thread count, and swarm_sim's CPU time.
 """
 import argparse
 import json
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 
@@ -43,6 +45,17 @@ def vm_hwm_kib(pid):
     return None
 
 
+def threads(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Threads:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def cpu_seconds(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -58,6 +71,7 @@ class Runner:
         self.procs = []  # (name, Popen)
         self.root = tempfile.mkdtemp(prefix="shoal-converge-", dir=args.work_dir)
         self.managers = []  # dicts: name, sock, addr, proc
+        self.sims = []  # dicts: name, proc, threads_max
 
     def spawn(self, name, argv):
         logf = open(os.path.join(self.root, f"{name}.log"), "ab")
@@ -141,6 +155,13 @@ class Runner:
             v = vm_hwm_kib(m["proc"].pid)
             if v is not None:
                 m["hwm_kib"] = max(m.get("hwm_kib", 0), v)
+            t = threads(m["proc"].pid)
+            if t is not None:
+                m["threads_max"] = max(m.get("threads_max", 0), t)
+        for s in self.sims:
+            t = threads(s["proc"].pid)
+            if t is not None:
+                s["threads_max"] = max(s.get("threads_max", 0), t)
 
     def stop_all(self):
         for name, p in reversed(self.procs):
@@ -187,6 +208,7 @@ class Runner:
                                        "--nodes", str(n), "--name-prefix", f"sim{k}",
                                        "--join-timeout", f"{a.join_timeout}s"])
             sims.append(p)
+            self.sims.append({"name": f"sim{k}", "proc": p, "nodes": n})
             left -= n
             k += 1
         for i, p in enumerate(sims):
@@ -194,6 +216,8 @@ class Runner:
             if "joined" not in line:
                 raise RuntimeError(f"swarm_sim {i} did not join (see {self.root}/sim{i}.log)")
             log(line)
+            # Keep draining its stdout: a full pipe would block the process.
+            threading.Thread(target=lambda out=p.stdout: [None for _ in out], daemon=True).start()
         res["join_s"] = round(time.monotonic() - t0, 2)
         ready = self.wait_for(f"{a.nodes} worker nodes Ready", lambda: (lambda c: c
                               if c >= a.nodes else 0)(sum(
@@ -205,6 +229,8 @@ class Runner:
         log(f"{ready} nodes Ready in {res['join_ready_s']}s")
         self.sample_rss()
         cpu0 = {m["name"]: cpu_seconds(m["proc"].pid) for m in self.managers}
+        sim_cpu0 = {s["name"]: cpu_seconds(s["proc"].pid) for s in self.sims}
+        res["sim_join_cpu_s"] = {k: round(v or 0, 1) for k, v in sim_cpu0.items()}
 
         log(f"service create: {a.replicas} replicas")
         t_create = time.monotonic()
@@ -232,6 +258,12 @@ class Runner:
                                 for m in self.managers}
         res["manager_peak_rss_mib"] = {m["name"]: round(m.get("hwm_kib", 0) / 1024, 1)
                                        for m in self.managers}
+        res["manager_threads_max"] = {m["name"]: m.get("threads_max") for m in self.managers}
+        # swarm_sim processes: nodes, peak thread count, CPU over both phases (after joining).
+        res["sims"] = {s["name"]: {"nodes": s["nodes"], "threads_max": s.get("threads_max"),
+                                   "cpu_s": round((cpu_seconds(s["proc"].pid) or 0) -
+                                                  (sim_cpu0[s["name"]] or 0), 1)}
+                       for s in self.sims}
         return res
 
     @staticmethod
@@ -266,7 +298,8 @@ def machine(before):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--nodes", type=int, default=1000)
-    p.add_argument("--nodes-per-process", type=int, default=250)
+    # One swarm_sim process holds 1,000 nodes with ~20 threads (gRPC callbacks + one timer).
+    p.add_argument("--nodes-per-process", type=int, default=1000)
     p.add_argument("--replicas", type=int, default=100000)
     p.add_argument("--scale-to", type=int, default=None, help="default replicas/100")
     p.add_argument("--timeout", type=float, default=600, help="seconds per convergence")

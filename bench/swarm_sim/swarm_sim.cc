@@ -2,20 +2,30 @@
 // SwarmKit's swarm-bench do), for scale benchmarks of the managers.
 //
 //   swarm_sim --manager HOST:PORT --token SWMTKN-... --nodes N --name-prefix P [--state-dir DIR]
-//             [--join-parallelism 8] [--join-timeout 120s]
+//             [--join-parallelism 8] [--join-timeout 120s] [--stats-interval 10s]
 //
 // Each simulated node is a real node to the managers: its own key and certificate (joined with
 // the worker token as SwarmNode::Join does: pki::DialManagerPinned, NodeCA.IssueNodeCertificate,
-// NodeCA.NodeCertificateStatus), its own dispatcher session (agent::Session, its own TLS
-// connection) and its own agent::Worker (1 task thread) with a SimExecutor: tasks "run" as
-// in-memory records (or a per-node state file under --state-dir/<name>/worker/) and the worker
-// reports their real status. Nothing runs: these are simulated nodes, named P-0000, P-0001, ...
+// NodeCA.NodeCertificateStatus), its own TLS connection and dispatcher session, its own tasks.
+// The node side is a SimAgent (sim_agent.h): the real dispatcher protocol (Session, Heartbeat,
+// Assignments, batched UpdateTaskStatus, leader redirects) and the real worker's task decisions
+// (agent/task_lifecycle.h) over simulated processes (the sim executor's image rules: sim/exit:N,
+// sim/crash-after:D, anything else runs until stopped). Nothing runs; nodes are named P-0000, ...
 //
-// Prints "swarm_sim: all N simulated nodes joined" on stdout once every session is open, then
-// runs until SIGTERM or SIGINT, and then stops every worker and session and exits 0.
-// Threads: about 7 per node (session 2, worker 4, sim executor 1); 250 nodes per process is fine.
+// Threads: the agents own none. gRPC's callback API runs their calls on its few threads, and one
+// timer thread (SimFleet) does their timed work: a process with 1,000 nodes has a few dozen
+// threads. The join phase uses --join-parallelism threads, which end once every node has its
+// certificate.
+//
+// Not simulated: certificate renewal (benchmarks are short; a node whose certificate expires
+// stops being admitted), root rotation, and state across restarts: tasks live in memory only, so
+// --state-dir is accepted for compatibility but nothing is written there (a new swarm_sim process
+// is a set of new nodes anyway).
+//
+// Prints "swarm_sim: all N simulated nodes joined in Xs" on stdout once every session is open,
+// then runs until SIGTERM or SIGINT (logging the fleet's totals on stderr every
+// --stats-interval), and then stops every agent and exits 0.
 #include <signal.h>
-#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -34,16 +44,14 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "agent/exec/sim/sim_executor.h"
-#include "agent/session.h"
-#include "agent/worker.h"
-#include "common/files.h"
+#include "bench/swarm_sim/sim_agent.h"
 #include "pki/certificate_store.h"
 #include "pki/grpc_tls.h"
 #include "pki/join_bootstrap.h"
 #include "pki/join_token.h"
 #include "pki/keys.h"
 #include "proto/ca.grpc.pb.h"
+#include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 
 namespace shoal::bench {
@@ -57,14 +65,16 @@ struct Flags {
   std::string state_dir;
   int join_parallelism = 8;
   absl::Duration join_timeout = absl::Seconds(120);
+  absl::Duration stats_interval = absl::Seconds(10);
 };
 
 void Usage() {
   std::fprintf(stderr,
                "usage: swarm_sim --manager HOST:PORT --token SWMTKN-... --nodes N "
                "--name-prefix P [--state-dir DIR] [--join-parallelism 8] "
-               "[--join-timeout 120s]\n"
-               "Joins N simulated nodes (sim executor, no containers) to a real swarm.\n");
+               "[--join-timeout 120s] [--stats-interval 10s]\n"
+               "Joins N simulated nodes (sim executor rules, no containers) to a real swarm.\n"
+               "--state-dir is accepted but unused: simulated nodes keep their tasks in memory.\n");
 }
 
 bool ParseFlags(int argc, char** argv, Flags* f) {
@@ -94,9 +104,10 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
         return false;
       }
       (a == "--nodes" ? f->nodes : f->join_parallelism) = n;
-    } else if (a == "--join-timeout") {
-      if (!value(&v) || !absl::ParseDuration(v, &f->join_timeout)) {
-        std::fprintf(stderr, "swarm_sim: --join-timeout needs a duration such as 120s\n");
+    } else if (a == "--join-timeout" || a == "--stats-interval") {
+      absl::Duration* d = a == "--join-timeout" ? &f->join_timeout : &f->stats_interval;
+      if (!value(&v) || !absl::ParseDuration(v, d) || *d <= absl::ZeroDuration()) {
+        std::fprintf(stderr, "swarm_sim: %s needs a positive duration such as 10s\n", a.c_str());
         return false;
       }
     } else if (a == "-h" || a == "--help") {
@@ -123,14 +134,12 @@ absl::Status FromGrpc(const grpc::Status& s, const std::string& what) {
                       absl::StrCat(what, ": ", s.error_message()));
 }
 
-// One simulated node: certificate, executor, session, worker.
+// One simulated node: its certificate, then its agent.
 struct SimNode {
   std::string name;
   std::string node_id;
   pki::NodeCertificates certs;
-  std::unique_ptr<agent::exec::SimExecutor> executor;
-  std::unique_ptr<agent::Session> session;
-  std::unique_ptr<agent::Worker> worker;
+  SimAgent* agent = nullptr;  // Owned by the fleet.
 };
 
 // Joins with the worker token, as SwarmNode::Join does.
@@ -175,55 +184,37 @@ absl::Status JoinNode(const Flags& f, SimNode* n) {
   return absl::OkStatus();
 }
 
-absl::Status StartNode(const Flags& f, SimNode* n) {
-  agent::exec::SimExecutorOptions so;
-  // Timers wake the executor themselves; a slow poll keeps 250 idle executors cheap.
-  so.poll_interval = absl::Milliseconds(500);
-  std::string state_dir;
-  if (!f.state_dir.empty()) {
-    state_dir = absl::StrCat(f.state_dir, "/", n->name);
-    if (absl::Status s = MakeDirectories(absl::StrCat(state_dir, "/worker"), 0700); !s.ok()) {
-      return s;
-    }
-    so.state_file = absl::StrCat(state_dir, "/worker/sim.json");
-  }
-  absl::StatusOr<std::unique_ptr<agent::exec::SimExecutor>> e =
-      agent::exec::SimExecutor::Create(so);
-  if (!e.ok()) return e.status();
-  n->executor = std::move(*e);
-
-  agent::SessionOptions sess;
-  sess.managers.push_back(f.manager);
-  const pki::NodeCertificates certs = n->certs;
-  sess.credentials = [certs]() -> std::shared_ptr<grpc::ChannelCredentials> {
-    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> c =
-        pki::ChannelCredentials(pki::TlsIdentity{certs.cert_pem, certs.key_pem}, certs.root_ca_pem);
-    return c.ok() ? *c : nullptr;
-  };
-  api::NodeDescription d;
+absl::Status StartNode(const Flags& f, SimFleet* fleet, SimNode* n) {
+  // Built once: the agent calls it for every (re)connect.
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds = pki::ChannelCredentials(
+      pki::TlsIdentity{n->certs.cert_pem, n->certs.key_pem}, n->certs.root_ca_pem);
+  if (!creds.ok()) return creds.status();
+  SimAgentOptions o;
+  o.managers.push_back(f.manager);
+  o.credentials = [c = *creds] { return c; };
+  o.channel_args = pki::ManagerChannelArguments();
+  api::NodeDescription& d = o.description;
   d.set_hostname(n->name);
   d.mutable_platform()->set_os("linux");
   d.mutable_platform()->set_architecture("amd64");
   // A simulated node claims a fixed, ordinary size (not the host's).
   d.mutable_resources()->set_nano_cpus(int64_t{4} * 1000000000);
   d.mutable_resources()->set_memory_bytes(int64_t{16} << 30);
-  *d.mutable_engine() = n->executor->Describe();
-  d.mutable_engine()->set_engine_version(
-      absl::StrCat("swarm_sim (simulated node) ", d.engine().engine_version()));
-  sess.description = d;
-  n->session = agent::Session::Start(std::move(sess), [](const api::SessionMessage&) {});
-  if (n->session == nullptr) return absl::InternalError("cannot start the dispatcher session");
-
-  agent::WorkerOptions wo;
-  wo.state_dir = state_dir;
-  wo.executor = n->executor.get();
-  wo.threads = 1;
-  wo.poll_interval = absl::Milliseconds(200);
-  wo.connection = [s = n->session.get()] { return s->connection(); };
-  absl::StatusOr<std::unique_ptr<agent::Worker>> w = agent::Worker::Start(std::move(wo));
-  if (!w.ok()) return w.status();
-  n->worker = std::move(*w);
+  d.mutable_engine()->set_engine_version("swarm_sim (simulated node) sim");
+  n->agent = fleet->Add(std::move(o));
+  if (n->agent == nullptr) return absl::CancelledError("swarm_sim is stopping");
   return absl::OkStatus();
+}
+
+std::string Totals(const SimFleet& fleet) {
+  const SimAgentStats s = fleet.stats();
+  return absl::StrFormat(
+      "%d/%d connected; tasks %d (running %d); sessions opened %d, ended %d; heartbeats %d; "
+      "assignment streams %d, messages %d; status calls %d (%d statuses, largest batch %d, "
+      "%d failed)",
+      fleet.connected(), fleet.size(), s.tasks, s.running, s.sessions_opened, s.stream_failures,
+      s.heartbeats, s.assignment_streams, s.assignment_messages, s.status_calls, s.statuses_sent,
+      s.largest_batch, s.status_failures);
 }
 
 int Run(const Flags& f) {
@@ -231,7 +222,7 @@ int Run(const Flags& f) {
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
-  // Blocked in every thread started from here on; sigwait below receives them.
+  // Blocked in every thread started from here on (gRPC's included); sigwait below receives them.
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
   if (absl::StatusOr<pki::JoinToken> t = pki::ParseJoinToken(f.token); !t.ok()) {
@@ -240,6 +231,7 @@ int Run(const Flags& f) {
   }
   std::vector<SimNode> nodes(f.nodes);
   for (int i = 0; i < f.nodes; ++i) nodes[i].name = absl::StrFormat("%s-%04d", f.name_prefix, i);
+  SimFleet fleet;
 
   const absl::Time start = absl::Now();
   const absl::Time join_deadline = start + f.join_timeout;
@@ -260,7 +252,7 @@ int Run(const Flags& f) {
           }
           absl::SleepFor(absl::Milliseconds(std::min(100 << std::min(attempt, 4), 2000)));
         }
-        if (s.ok()) s = StartNode(f, &nodes[i]);
+        if (s.ok()) s = StartNode(f, &fleet, &nodes[i]);
         if (!s.ok()) {
           absl::MutexLock l(&err_mu);
           if (first_error.empty()) {
@@ -282,41 +274,38 @@ int Run(const Flags& f) {
                  f.nodes, absl::ToDoubleSeconds(absl::Now() - start));
     // Every session open (a SessionMessage received) = every node is READY to the dispatcher.
     bool all = false;
+    bool signalled = false;
     while (absl::Now() < join_deadline) {
-      int connected = 0;
-      for (const SimNode& n : nodes) connected += n.session->connected() ? 1 : 0;
-      if (connected == f.nodes) {
+      if (fleet.connected() == static_cast<size_t>(f.nodes)) {
         all = true;
         break;
       }
       struct timespec ts = {0, 100 * 1000 * 1000};
-      if (sigtimedwait(&set, nullptr, &ts) > 0) break;  // asked to stop meanwhile
+      if (sigtimedwait(&set, nullptr, &ts) > 0) {  // asked to stop meanwhile
+        signalled = true;
+        break;
+      }
     }
     if (all) {
       std::printf("swarm_sim: all %d simulated nodes joined in %.2fs\n", f.nodes,
                   absl::ToDoubleSeconds(absl::Now() - start));
       std::fflush(stdout);
       int sig = 0;
-      sigwait(&set, &sig);
+      for (;;) {
+        const struct timespec ts = absl::ToTimespec(f.stats_interval);
+        sig = sigtimedwait(&set, nullptr, &ts);
+        if (sig > 0) break;
+        std::fprintf(stderr, "swarm_sim: %s\n", Totals(fleet).c_str());
+      }
       std::fprintf(stderr, "swarm_sim: signal %d: stopping %d simulated nodes\n", sig, f.nodes);
-    } else {
-      std::fprintf(stderr, "swarm_sim: not every session opened within %s\n",
-                   absl::FormatDuration(f.join_timeout).c_str());
+    } else if (!signalled) {
+      std::fprintf(stderr, "swarm_sim: not every session opened within %s (%s)\n",
+                   absl::FormatDuration(f.join_timeout).c_str(), Totals(fleet).c_str());
       rc = 1;
     }
   }
-  // Workers first (they use the sessions), then sessions, then executors.
-  for (SimNode& n : nodes) {
-    if (n.worker != nullptr) n.worker->Stop();
-  }
-  for (SimNode& n : nodes) {
-    if (n.session != nullptr) n.session->Stop();
-  }
-  for (SimNode& n : nodes) {
-    n.worker.reset();
-    n.session.reset();
-    n.executor.reset();
-  }
+  std::fprintf(stderr, "swarm_sim: %s\n", Totals(fleet).c_str());
+  if (!fleet.Stop(absl::Seconds(10))) rc = rc == 0 ? 1 : rc;
   std::fprintf(stderr, "swarm_sim: stopped\n");
   return rc;
 }
@@ -330,6 +319,12 @@ int main(int argc, char** argv) {
     shoal::bench::Usage();
     return 2;
   }
+  // Logs go to stderr: stdout carries the "joined" line only, and a reader that stops reading it
+  // after that line must not block the agents' logging (and with it their callbacks).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("swarm_sim"));
+  // Debian's absl checks every Mutex acquisition for lock-order cycles; with a thousand agents'
+  // mutexes that bookkeeping costs more than the agents' own work (shoald turns it off too).
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   spdlog::set_level(spdlog::level::warn);
   return shoal::bench::Run(f);
 }
