@@ -58,7 +58,7 @@ absl::Status ApplyProposal(DecodedProposal& proposal, uint64_t index, uint64_t g
         *meta->mutable_created_at() = now;
         *meta->mutable_updated_at() = now;
         ObjectPtr created = std::move(action.object);
-        tables->Put(created, gen);
+        tables->Put(created, nullptr, gen);
         changes->push_back(Change{api::StoreAction::CREATE, std::move(created), nullptr});
         break;
       }
@@ -79,7 +79,7 @@ absl::Status ApplyProposal(DecodedProposal& proposal, uint64_t index, uint64_t g
         *meta->mutable_updated_at() = now;
         ObjectPtr before = *current;
         ObjectPtr updated = std::move(action.object);
-        tables->Put(updated, gen);
+        tables->Put(updated, current, gen);
         changes->push_back(Change{api::StoreAction::UPDATE, std::move(updated), std::move(before)});
         break;
       }

@@ -92,7 +92,7 @@ absl::Status RestoreAll(google::protobuf::RepeatedPtrField<T>* objects, uint64_t
       return absl::DataLossError(
           absl::StrCat("store snapshot: ", KindName(kind), " ", object.id(), " appears twice"));
     }
-    t->Put(std::make_shared<const api::StoreObject>(Wrap(std::move(object))), gen);
+    t->Put(std::make_shared<const api::StoreObject>(Wrap(std::move(object))), nullptr, gen);
   }
   return absl::OkStatus();
 }

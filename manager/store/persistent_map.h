@@ -28,6 +28,7 @@
 #define SHOAL_MANAGER_STORE_PERSISTENT_MAP_H_
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -123,8 +124,15 @@ class PersistentMap {
 
   // Returns true if `key` was present.
   bool Erase(absl::string_view key, uint64_t gen) {
-    if (Find(key) == nullptr) return false;  // nothing to copy
-    root_ = EraseIn(root_, key, gen);
+    // Find the path first: if the key is absent, nothing is copied.
+    if (root_ == nullptr) return false;
+    Path path;
+    int depth = 0;
+    const Node* n = root_;
+    for (; !n->leaf; n = AsInner(n)->kids[path[depth++]]) path[depth] = ChildIndex(n, key);
+    path[depth] = LowerBound(n, key);
+    if (path[depth] == n->count || KeyAt(n, path[depth]) != key) return false;
+    root_ = EraseIn(root_, path, 0, gen);
     --size_;
     // Shrink: an empty leaf goes, an inner root with one child gives way to it.
     if (root_->count == 0) {
@@ -305,12 +313,30 @@ class PersistentMap {
   static absl::string_view KeyAt(const Node* n, int i) {
     return absl::string_view(n->keys + n->off[i], n->off[i + 1] - n->off[i]);
   }
+  // a < b, bytewise unsigned (as absl::string_view's operators), eight bytes at a time: keys in
+  // one node tend to share long prefixes, and a call into memcmp per step costs more.
+  static bool Less(absl::string_view a, absl::string_view b) {
+    const size_t n = std::min(a.size(), b.size());
+    const char* p = a.data();
+    const char* q = b.data();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t x, y;
+      std::memcpy(&x, p + i, 8);
+      std::memcpy(&y, q + i, 8);
+      if (x != y) return __builtin_bswap64(x) < __builtin_bswap64(y);
+    }
+    for (; i < n; ++i) {
+      if (p[i] != q[i]) return static_cast<unsigned char>(p[i]) < static_cast<unsigned char>(q[i]);
+    }
+    return a.size() < b.size();
+  }
   // The first position whose key is >= key.
   static int LowerBound(const Node* n, absl::string_view key) {
     int lo = 0, hi = n->count;
     while (lo < hi) {
       const int mid = (lo + hi) / 2;
-      if (KeyAt(n, mid) < key) {
+      if (Less(KeyAt(n, mid), key)) {
         lo = mid + 1;
       } else {
         hi = mid;
@@ -323,7 +349,7 @@ class PersistentMap {
     int lo = 1, hi = n->count;  // first position in [1, count) whose key is > key
     while (lo < hi) {
       const int mid = (lo + hi) / 2;
-      if (key < KeyAt(n, mid)) {
+      if (Less(key, KeyAt(n, mid))) {
         hi = mid;
       } else {
         lo = mid + 1;
@@ -445,17 +471,21 @@ class PersistentMap {
                        [&](Node* m, int j) { AsInner(m)->kids[j] = split; });
   }
 
-  // REQUIRES: key is in the subtree. Erases it (taking over the caller's reference to `n`) and
-  // returns the subtree's new root, which may have fewer than kMin entries.
-  static Node* EraseIn(Node* n, absl::string_view key, uint64_t gen) {
+  // Positions from the root down to an entry: child indexes, then the position in the leaf.
+  // A tree of N keys has at most log_{kMin}(N) + 1 levels.
+  using Path = std::array<int, 48>;
+
+  // Erases the entry at `path` (from `depth` on) in the subtree `n`, taking over the caller's
+  // reference to `n`; returns the subtree's new root, which may have fewer than kMin entries.
+  static Node* EraseIn(Node* n, const Path& path, int depth, uint64_t gen) {
     n = Own(n, gen);
     if (n->leaf) {
-      RemoveAt(n, LowerBound(n, key));
+      RemoveAt(n, path[depth]);
       return n;
     }
-    const int i = ChildIndex(n, key);
+    const int i = path[depth];
     Inner* in = AsInner(n);
-    in->kids[i] = EraseIn(in->kids[i], key, gen);
+    in->kids[i] = EraseIn(in->kids[i], path, depth + 1, gen);
     if (in->kids[i]->count >= kMin || in->count == 1) return n;
     return Refill(n, i < in->count - 1 ? i : i - 1, gen);
   }

@@ -108,11 +108,10 @@ bool Tables::SameIndexEntries(const api::StoreObject& a, const api::StoreObject&
          x.node_id() == y.node_id() && x.desired_state() == y.desired_state();
 }
 
-void Tables::Put(ObjectPtr object, uint64_t gen) {
+void Tables::Put(ObjectPtr object, const ObjectPtr* old, uint64_t gen) {
   const api::ObjectKind kind = KindOf(*object);
   Table& t = table(kind);
   const std::string& id = IdOf(*object);
-  const ObjectPtr* old = t.objects.Find(id);
   if (old == nullptr || !SameIndexEntries(**old, *object)) {
     // Reused buffers: no allocation per write once they have grown.
     thread_local std::string before, after;

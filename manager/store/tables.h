@@ -27,6 +27,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/string_view.h"
@@ -58,7 +59,13 @@ class Tables {
   size_t count(api::ObjectKind kind) const { return table(kind).objects.size(); }
 
   // Inserts or replaces `object` under its kind and ID, keeping every index in step.
-  void Put(ObjectPtr object, uint64_t gen);
+  void Put(ObjectPtr object, uint64_t gen) {
+    const ObjectPtr* old = Get(KindOf(*object), IdOf(*object));
+    Put(std::move(object), old, gen);
+  }
+  // The same when the caller has looked the object up already: `old` is what Get returns for
+  // its kind and ID.
+  void Put(ObjectPtr object, const ObjectPtr* old, uint64_t gen);
   // Returns false if there was no such object.
   bool Remove(api::ObjectKind kind, absl::string_view id, uint64_t gen);
 

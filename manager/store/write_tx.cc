@@ -285,7 +285,10 @@ bool WriteTx::TakeProposal(const google::protobuf::Timestamp& proposed_at,
       item.action = api::StoreAction::CREATE;
       item.object = e.now.get();
     }
-    item.object_size = static_cast<uint32_t>(item.object->ByteSizeLong());
+    // CreateObject and UpdateObject sized their objects, which have not changed since.
+    item.object_size = static_cast<uint32_t>(item.object == e.now.get()
+                                                 ? item.object->GetCachedSize()
+                                                 : item.object->ByteSizeLong());
     item.action_size = static_cast<uint32_t>(
         1 + CodedOutputStream::VarintSize32(item.action) + 1 +
         CodedOutputStream::VarintSize32(item.object_size) + item.object_size);
