@@ -308,6 +308,10 @@ std::string MemoryStore::Snapshot() {
   return EncodeSnapshot(*Current());
 }
 
+std::function<std::string()> MemoryStore::CaptureSnapshot() {
+  return [version = Current()] { return EncodeSnapshot(*version); };
+}
+
 absl::Status MemoryStore::Restore(const std::string& data) {
   absl::MutexLock apply_lock(&apply_mu_);
   api::StoreSnapshot snap;

@@ -134,6 +134,8 @@ class MemoryStore : public raft::StateMachine {
   std::string Apply(uint64_t index, const std::string& data) override;
   // A serialized api::StoreSnapshot of the last applied version.
   std::string Snapshot() override;
+  // Keeps the current (immutable) version; serialising it later does not hold off Apply.
+  std::function<std::string()> CaptureSnapshot() override;
   // Replaces everything with a snapshot's content; closes every watcher (ABORTED) since their
   // streams no longer continue their views. DATA_LOSS on a malformed snapshot (store unchanged).
   absl::Status Restore(const std::string& data) override;

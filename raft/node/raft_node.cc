@@ -386,11 +386,13 @@ void RaftNode::Loop() {
     std::vector<std::shared_ptr<Waiter>> reseals;
     std::vector<std::pair<uint64_t, bool>> snapshot_reports;
     std::vector<uint64_t> unreachable;
+    std::optional<WrittenSnapshot> written;
     {
       absl::MutexLock lock(&mu_);
       auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return stopping_ || !inbound_.empty() || !proposals_.empty() || !read_requests_.empty() ||
-               !reseal_requests_.empty() || !snapshot_reports_.empty() || !unreachable_.empty();
+               !reseal_requests_.empty() || !snapshot_reports_.empty() || !unreachable_.empty() ||
+               snapshot_written_.has_value();
       };
       // Wake for work, or for the next tick. The tick deadline is read from the injected
       // clock; the wait itself is bounded in real time so a manual clock's progress is noticed.
@@ -405,6 +407,7 @@ void RaftNode::Loop() {
       reseals.swap(reseal_requests_);
       snapshot_reports.swap(snapshot_reports_);
       unreachable.swap(unreachable_);
+      written.swap(snapshot_written_);
     }
     int ticks = 0;
     const absl::Time now = clock_->Now();
@@ -422,16 +425,25 @@ void RaftNode::Loop() {
       reads_by_ctx_[ctx] = std::move(reads);
       raw_->ReadIndex(ctx);
     }
+    if (written) {
+      if (snapshot_thread_.joinable()) snapshot_thread_.join();  // it has posted: about to end
+      FinishSnapshot(std::move(*written));
+    }
     Process(std::move(inbound), std::move(proposals), std::move(snapshot_reports),
             std::move(unreachable), ticks);
     // Every Ready of this iteration is handled and advanced: nothing of the loop's is being
     // written, so the reseal runs alone.
-    if (!reseals.empty()) RunReseal(std::move(reseals));
+    if (!reseals.empty()) {
+      // A snapshot file being sealed meanwhile might miss the new key: finish it first.
+      DrainSnapshot();
+      RunReseal(std::move(reseals));
+    }
     PublishInfo();
     // Callers wake only now, so that what they read from GetInfo() includes their entry.
     for (auto& [waiter, result] : completions_) Finish(waiter, std::move(result));
     completions_.clear();
   }
+  DrainSnapshot();
   for (auto& [waiter, result] : completions_) Finish(waiter, std::move(result));
   completions_.clear();
   FailAll(absl::CancelledError("raft node is stopping"));
@@ -632,6 +644,7 @@ void RaftNode::ApplyEntries(const std::vector<raftpb::Entry>& entries) {
       uint64_t id = 0;
       std::string payload;
       if (UnframeEntry(e.data(), &id, &payload)) {
+        bytes_since_snapshot_ += e.data().size();
         std::string result = sm_->Apply(e.index(), payload);
         auto it = in_flight_.find(id);
         if (it != in_flight_.end()) {
@@ -723,29 +736,97 @@ absl::Status RaftNode::RestoreSnapshot(const raftpb::Snapshot& snap) {
   return absl::OkStatus();
 }
 
+std::function<std::string()> StateMachine::CaptureSnapshot() {
+  auto data = std::make_shared<std::string>(Snapshot());
+  return [data] { return std::move(*data); };
+}
+
 void RaftNode::MaybeSnapshot() {
-  if (applied_ < snapshot_index_ + options_.snapshot_interval) return;
-  api::RaftSnapshotEnvelope env;
-  for (const auto& [id, m] : members_) *env.add_members() = m;
-  for (uint64_t id : removed_) env.add_removed_members(id);
-  env.set_app_data(sm_->Snapshot());
-  absl::StatusOr<raftpb::Snapshot> snap =
-      storage_.CreateSnapshot(applied_, &conf_state_, env.SerializeAsString());
+  if (snapshot_in_flight_ || applied_ <= snapshot_index_) return;
+  const bool by_count = applied_ >= snapshot_index_ + options_.snapshot_interval;
+  const bool by_size =
+      bytes_since_snapshot_ >= std::max<uint64_t>(options_.snapshot_bytes, last_snapshot_bytes_);
+  if (!by_count && !by_size) return;
+  absl::StatusOr<uint64_t> term = storage_.Term(applied_);
+  if (!term.ok()) {
+    spdlog::warn("raft {}: no snapshot at {}: {}", options_.id, applied_,
+                 std::string(term.status().message()));
+    return;
+  }
+  // Everything about the applied state is captured here, on the loop thread; the rest — the
+  // serialisation, the sealing and the file's fsyncs, seconds for a large store — runs on the
+  // snapshot thread, so that heartbeats and appends go on meanwhile.
+  auto env = std::make_shared<api::RaftSnapshotEnvelope>();
+  for (const auto& [id, m] : members_) *env->add_members() = m;
+  for (uint64_t id : removed_) env->add_removed_members(id);
+  raftpb::SnapshotMetadata meta;
+  meta.set_index(applied_);
+  meta.set_term(*term);
+  *meta.mutable_conf_state() = conf_state_;
+  std::function<std::string()> serialise = sm_->CaptureSnapshot();
+  snapshot_in_flight_ = true;
+  bytes_since_snapshot_ = 0;
+  if (snapshot_thread_.joinable()) snapshot_thread_.join();
+  DurableLog* durable = durable_.get();
+  snapshot_thread_ =
+      std::thread([this, env, meta, serialise = std::move(serialise), durable]() mutable {
+        WrittenSnapshot w;
+        env->set_app_data(serialise());
+        w.snapshot.set_data(env->SerializeAsString());
+        env.reset();
+        *w.snapshot.mutable_metadata() = meta;
+        w.status = durable->WriteSnapshotFile(w.snapshot);
+        absl::MutexLock lock(&mu_);
+        snapshot_written_ = std::move(w);
+      });
+}
+
+void RaftNode::DrainSnapshot() {
+  if (!snapshot_in_flight_) return;
+  if (snapshot_thread_.joinable()) snapshot_thread_.join();
+  std::optional<WrittenSnapshot> written;
+  {
+    absl::MutexLock lock(&mu_);
+    written.swap(snapshot_written_);
+  }
+  if (written) FinishSnapshot(std::move(*written));
+}
+
+void RaftNode::FinishSnapshot(WrittenSnapshot w) {
+  snapshot_in_flight_ = false;
+  const raftpb::SnapshotMetadata meta = w.snapshot.metadata();
+  if (!w.status.ok()) {
+    spdlog::warn("raft {}: writing the snapshot at {} failed: {}", options_.id, meta.index(),
+                 std::string(w.status.message()));
+    durable_->AbandonSnapshotFile(meta);
+    return;
+  }
+  if (meta.index() <= snapshot_index_) {
+    // A snapshot from the leader superseded it while it was being written.
+    durable_->AbandonSnapshotFile(meta);
+    return;
+  }
+  const uint64_t size = w.snapshot.data().size();
+  absl::StatusOr<raftpb::Snapshot> snap = storage_.CreateSnapshot(
+      meta.index(), &meta.conf_state(), std::move(*w.snapshot.mutable_data()));
   if (!snap.ok()) {
-    spdlog::warn("raft {}: snapshot at {} failed: {}", options_.id, applied_,
+    spdlog::warn("raft {}: snapshot at {} failed: {}", options_.id, meta.index(),
                  std::string(snap.status().message()));
+    durable_->AbandonSnapshotFile(meta);
     return;
   }
   if (absl::Status s = durable_->SaveSnapshot(*snap); !s.ok()) {
-    spdlog::error("raft {}: saving snapshot at {} failed: {}", options_.id, applied_,
+    spdlog::error("raft {}: saving snapshot at {} failed: {}", options_.id, meta.index(),
                   std::string(s.message()));
+    durable_->AbandonSnapshotFile(meta);
     return;
   }
-  snapshot_index_ = applied_;
-  if (applied_ > options_.log_entries_for_slow_followers) {
-    (void)storage_.Compact(applied_ - options_.log_entries_for_slow_followers);
+  snapshot_index_ = meta.index();
+  last_snapshot_bytes_ = size;
+  if (snapshot_index_ > options_.log_entries_for_slow_followers) {
+    (void)storage_.Compact(snapshot_index_ - options_.log_entries_for_slow_followers);
   }
-  spdlog::debug("raft {}: snapshot at {}", options_.id, applied_);
+  spdlog::debug("raft {}: snapshot at {} ({} bytes)", options_.id, snapshot_index_, size);
 }
 
 void RaftNode::ResolveReads(const std::vector<ReadState>& states) {

@@ -31,6 +31,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -61,6 +62,12 @@ class StateMachine {
   virtual std::string Apply(uint64_t index, const std::string& data) = 0;
   // Serialises the state as of the last applied entry.
   virtual std::string Snapshot() = 0;
+  // Captures the state as of the last applied entry and returns a function that serialises it
+  // (as Snapshot() would have at the capture). Called on the node's loop thread, which it
+  // blocks, so it should be cheap (e.g. keep a reference to an immutable version); the returned
+  // function runs on another thread, concurrently with later Apply calls. The default serialises
+  // at once.
+  virtual std::function<std::string()> CaptureSnapshot();
   // Replaces the whole state with a snapshot's.
   virtual absl::Status Restore(const std::string& data) = 0;
 };
@@ -74,7 +81,11 @@ struct RaftNodeOptions {
   absl::Duration tick_interval = absl::Milliseconds(100);
   int election_tick = 5;  // an election starts after 5–10 ticks without a leader
   int heartbeat_tick = 1;
-  uint64_t snapshot_interval = 10000;             // applied entries between snapshots
+  uint64_t snapshot_interval = 10000;  // applied entries between snapshots
+  // ...or this many bytes of applied entries, if more than the last snapshot's size (so that a
+  // large state is not re-serialised after every few megabytes): what bounds the in-memory log
+  // when entries are large.
+  uint64_t snapshot_bytes = 64 << 20;
   uint64_t log_entries_for_slow_followers = 500;  // entries kept behind a snapshot
   uint64_t max_size_per_msg = 1 << 20;
   int max_inflight_msgs = 256;
@@ -224,7 +235,17 @@ class RaftNode : public Handler {
   void ApplyEntries(const std::vector<raftpb::Entry>& entries);
   void ApplyConfChange(const raftpb::Entry& entry);
   absl::Status RestoreSnapshot(const raftpb::Snapshot& snap);
+  // Loop thread: starts a snapshot of the applied state when one is due. The state machine's
+  // capture runs here; serialising, sealing and writing the file run on snapshot_thread_, which
+  // hands the result back through the mailbox (snapshot_written_) to FinishSnapshot.
   void MaybeSnapshot();
+  struct WrittenSnapshot {
+    raftpb::Snapshot snapshot;
+    absl::Status status;
+  };
+  void FinishSnapshot(WrittenSnapshot written);
+  // Waits for an in-flight snapshot and records it (before a reseal, and when stopping).
+  void DrainSnapshot();
   void UpdatePeers();
   void FailAll(const absl::Status& status);
   void ResolveReads(const std::vector<ReadState>& states);
@@ -250,6 +271,10 @@ class RaftNode : public Handler {
   std::unique_ptr<RawNode> raw_;
   uint64_t applied_ = 0;
   uint64_t snapshot_index_ = 0;
+  bool snapshot_in_flight_ = false;
+  uint64_t bytes_since_snapshot_ = 0;  // entry data applied since the last snapshot's capture
+  uint64_t last_snapshot_bytes_ = 0;
+  std::thread snapshot_thread_;
   raftpb::ConfState conf_state_;
   std::map<uint64_t, api::RaftMember> members_;
   std::vector<uint64_t> removed_;
@@ -273,6 +298,7 @@ class RaftNode : public Handler {
   std::vector<std::shared_ptr<Waiter>> reseal_requests_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<uint64_t, bool>> snapshot_reports_ ABSL_GUARDED_BY(mu_);
   std::vector<uint64_t> unreachable_ ABSL_GUARDED_BY(mu_);
+  std::optional<WrittenSnapshot> snapshot_written_ ABSL_GUARDED_BY(mu_);
   uint64_t next_proposal_id_ ABSL_GUARDED_BY(mu_) = 0;
   Info info_ ABSL_GUARDED_BY(mu_);   // published by the loop after each iteration
   std::atomic<uint64_t> leader_{0};  // info_.leader and info_.term, for Leader() and Term()

@@ -141,6 +141,69 @@ TEST(RaftNodeTest, RestartRecoversStateFromDiskIncludingSnapshots) {
   }
 }
 
+TEST(RaftNodeTest, ASlowSnapshotDoesNotStallTheNode) {
+  RaftNodeOptions o = FastOptions();
+  o.snapshot_interval = 20;
+  o.log_entries_for_slow_followers = 5;
+  TestCluster c(o);
+  c.Bootstrap(3);
+  const uint64_t lead = c.WaitForLeader();
+  ASSERT_NE(lead, 0u);
+  for (uint64_t id : c.ids()) c.member(id).kv->HoldSnapshots(true);
+  for (int i = 0; i < 25; ++i) ASSERT_TRUE(c.Put(absl::StrCat("k", i), "v").ok());
+  // Every member captured a snapshot at 20 or more, and its serialisation now waits...
+  const absl::Time deadline = In(absl::Seconds(10));
+  for (uint64_t id : c.ids()) {
+    while (c.member(id).kv->waiting() == 0 && absl::Now() < deadline)
+      absl::SleepFor(absl::Milliseconds(2));
+    ASSERT_EQ(c.member(id).kv->waiting(), 1) << "member " << id;
+  }
+  // ...while the group goes on committing, electing nobody new, and no snapshot is recorded.
+  const uint64_t term = c.node(lead).GetInfo().term;
+  for (int i = 25; i < 100; ++i) ASSERT_TRUE(c.Put(absl::StrCat("k", i), "v").ok());
+  for (uint64_t id : c.ids()) {
+    EXPECT_EQ(c.node(id).GetInfo().snapshot_index, 0u) << id;
+    EXPECT_EQ(c.member(id).kv->captures(), 1) << "one snapshot at a time; member " << id;
+  }
+  EXPECT_EQ(c.node(lead).GetInfo().term, term);
+  for (uint64_t id : c.ids()) c.member(id).kv->HoldSnapshots(false);
+  // The snapshot is recorded, and the next one follows.
+  ASSERT_TRUE(c.Put("last", "v").ok());
+  for (uint64_t id : c.ids()) {
+    while (c.node(id).GetInfo().snapshot_index < 20 && absl::Now() < deadline + absl::Seconds(10)) {
+      ASSERT_TRUE(c.Put("tick", "v").ok());
+    }
+    EXPECT_GE(c.node(id).GetInfo().snapshot_index, 20u) << id;
+  }
+  for (uint64_t id : c.ids()) c.StopMember(id);
+  for (uint64_t id : c.ids()) c.RestartMember(id);
+  ASSERT_NE(c.WaitForLeader(), 0u);
+  ASSERT_TRUE(c.Put("after-restart", "1").ok());
+  ASSERT_TRUE(c.WaitForApplied(c.node(c.WaitForLeader()).GetInfo().applied));
+  for (uint64_t id : c.ids()) {
+    EXPECT_EQ(c.member(id).kv->size(), 103u) << id;
+    EXPECT_EQ(c.member(id).kv->Get("k99"), "v") << id;
+  }
+}
+
+TEST(RaftNodeTest, LargeEntriesTriggerASnapshotBySize) {
+  RaftNodeOptions o = FastOptions();
+  o.snapshot_interval = 1000000;  // never by count
+  o.snapshot_bytes = 64 << 10;
+  o.log_entries_for_slow_followers = 2;
+  TestCluster c(o);
+  c.Bootstrap(3);
+  ASSERT_NE(c.WaitForLeader(), 0u);
+  const std::string big(8 << 10, 'x');
+  for (int i = 0; i < 12; ++i) ASSERT_TRUE(c.Put(absl::StrCat("k", i), big).ok());  // 96 KiB
+  const uint64_t lead = c.WaitForLeader();
+  const absl::Time deadline = In(absl::Seconds(10));
+  while (c.node(lead).GetInfo().snapshot_index == 0 && absl::Now() < deadline) {
+    ASSERT_TRUE(c.Put("tick", "v").ok());
+  }
+  EXPECT_GT(c.node(lead).GetInfo().snapshot_index, 0u);
+}
+
 TEST(RaftNodeTest, ForceNewClusterRestartsALoneSurvivorWithAllCommittedData) {
   RaftNodeOptions o = FastOptions();
   o.snapshot_interval = 20;

@@ -21,11 +21,48 @@ std::string KvStateMachine::Apply(uint64_t, const std::string& data) {
   return previous;
 }
 
+namespace {
+std::string EncodeKv(const std::map<std::string, std::string>& data) {
+  std::string out;
+  for (const auto& [k, v] : data) absl::StrAppend(&out, k.size(), ":", k, v.size(), ":", v);
+  return out;
+}
+}  // namespace
+
 std::string KvStateMachine::Snapshot() {
   absl::MutexLock lock(&mu_);
-  std::string out;
-  for (const auto& [k, v] : data_) absl::StrAppend(&out, k.size(), ":", k, v.size(), ":", v);
-  return out;
+  return EncodeKv(data_);
+}
+
+std::function<std::string()> KvStateMachine::CaptureSnapshot() {
+  absl::MutexLock lock(&mu_);
+  ++captures_;
+  auto copy = std::make_shared<std::map<std::string, std::string>>(data_);
+  return [this, copy] {
+    {
+      absl::MutexLock lock(&mu_);
+      ++waiting_;
+      mu_.Await(absl::Condition(
+          +[](bool* hold) { return !*hold; }, &hold_));
+      --waiting_;
+    }
+    return EncodeKv(*copy);
+  };
+}
+
+void KvStateMachine::HoldSnapshots(bool hold) {
+  absl::MutexLock lock(&mu_);
+  hold_ = hold;
+}
+
+int KvStateMachine::captures() const {
+  absl::MutexLock lock(&mu_);
+  return captures_;
+}
+
+int KvStateMachine::waiting() const {
+  absl::MutexLock lock(&mu_);
+  return waiting_;
 }
 
 absl::Status KvStateMachine::Restore(const std::string& data) {

@@ -23,7 +23,16 @@ class KvStateMachine : public StateMachine {
  public:
   std::string Apply(uint64_t index, const std::string& data) override;
   std::string Snapshot() override;
+  // Copies the map now; serialises it later (waiting while snapshots are held).
+  std::function<std::string()> CaptureSnapshot() override;
   absl::Status Restore(const std::string& data) override;
+
+  // While held, captured snapshots wait to be serialised: a slow snapshot, to show that the node
+  // goes on meanwhile. Release before stopping the node (Stop waits for the snapshot).
+  void HoldSnapshots(bool hold);
+  // Snapshots captured so far, and those now waiting on the hold.
+  int captures() const;
+  int waiting() const;
 
   std::optional<std::string> Get(const std::string& key) const;
   size_t size() const;
@@ -33,6 +42,9 @@ class KvStateMachine : public StateMachine {
   mutable absl::Mutex mu_;
   std::map<std::string, std::string> data_ ABSL_GUARDED_BY(mu_);
   uint64_t applies_ ABSL_GUARDED_BY(mu_) = 0;
+  bool hold_ ABSL_GUARDED_BY(mu_) = false;
+  int captures_ ABSL_GUARDED_BY(mu_) = 0;
+  int waiting_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 struct Member {

@@ -98,6 +98,8 @@ struct DurableLog::Plan {
   uint64_t first_entry = 0;
   uint64_t last_index = 0;
   bool snapshot_changed = false;
+  // The snapshot's file was written by WriteSnapshotFile.
+  std::optional<SnapshotId> prewritten;
 
   void DeleteEntries(uint64_t lo, uint64_t hi) {  // inclusive
     if (lo > hi) return;
@@ -320,8 +322,19 @@ absl::Status DurableLog::PlanSnapshot(const raftpb::Snapshot& snapshot, Plan* pl
     keep_tail = entry->term() == id.term;
   }
 
-  // The file must be complete before any record names it.
-  if (absl::Status s = snapshots_->Write(snapshot); !s.ok()) return s;
+  // The file must be complete before any record names it. WriteSnapshotFile may have written
+  // it already (then it is pinned, and unpinned once this plan commits or fails).
+  bool prewritten = false;
+  {
+    absl::MutexLock lock(&prewritten_mu_);
+    auto it = prewritten_.find(id);
+    prewritten = it != prewritten_.end() && it->second == snapshot.metadata().SerializeAsString();
+  }
+  if (prewritten) {
+    plan->prewritten = id;
+  } else if (absl::Status s = snapshots_->Write(snapshot); !s.ok()) {
+    return s;
+  }
 
   if (plan->first_entry != 0) {
     plan->DeleteEntries(plan->first_entry, keep_tail ? id.index : plan->last_index);
@@ -398,6 +411,7 @@ absl::Status DurableLog::Commit(Plan* plan, bool sync) {
     broken_ = FromRocks(s, absl::StrCat("cannot write the raft log ", dir_));
     return broken_;
   }
+  if (plan->prewritten) ForgetPrewritten(*plan->prewritten);
   snapshot_ = plan->snapshot;
   first_entry_ = plan->first_entry;
   last_index_ = plan->last_index;
@@ -437,6 +451,30 @@ absl::Status DurableLog::SaveReady(const std::optional<raftpb::HardState>& hard_
 absl::Status DurableLog::Save(const std::optional<raftpb::HardState>& hard_state,
                               const std::vector<raftpb::Entry>& entries, bool sync) {
   return SaveReady(hard_state, entries, raftpb::Snapshot(), sync);
+}
+
+absl::Status DurableLog::WriteSnapshotFile(const raftpb::Snapshot& snapshot) {
+  const SnapshotId id{snapshot.metadata().term(), snapshot.metadata().index()};
+  if (id.index == 0) return absl::InvalidArgumentError("a snapshot needs a non-zero index");
+  snapshots_->Pin(id);
+  if (absl::Status s = snapshots_->Write(snapshot); !s.ok()) {
+    snapshots_->Unpin(id);
+    return s;
+  }
+  absl::MutexLock lock(&prewritten_mu_);
+  if (!prewritten_.emplace(id, snapshot.metadata().SerializeAsString()).second) {
+    snapshots_->Unpin(id);  // written twice: one pin is enough
+  }
+  return absl::OkStatus();
+}
+
+void DurableLog::AbandonSnapshotFile(const raftpb::SnapshotMetadata& metadata) {
+  ForgetPrewritten(SnapshotId{metadata.term(), metadata.index()});
+}
+
+void DurableLog::ForgetPrewritten(const SnapshotId& id) {
+  absl::MutexLock lock(&prewritten_mu_);
+  if (prewritten_.erase(id) > 0) snapshots_->Unpin(id);
 }
 
 absl::Status DurableLog::SaveSnapshot(const raftpb::Snapshot& snapshot) {

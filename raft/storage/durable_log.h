@@ -29,18 +29,21 @@
 //  - After a save fails, the outcome on disk is unknown (a failed fsync may or may not have
 //    written), so every later save fails with FAILED_PRECONDITION: close, reopen and Load().
 //
-// Threading: not thread-safe. One thread — the node driver's — makes every call; Load() is
-// meant for startup, before the first save.
+// Threading: not thread-safe. One thread — the node driver's — makes every call (except
+// WriteSnapshotFile, see there); Load() is meant for startup, before the first save.
 #ifndef SHOAL_RAFT_STORAGE_DURABLE_LOG_H_
 #define SHOAL_RAFT_STORAGE_DURABLE_LOG_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "raft.pb.h"
 #include "raft/storage/encrypter.h"
 #include "raft/storage/record.h"
@@ -107,6 +110,17 @@ class DurableLog {
   // current snapshot.
   absl::Status SaveSnapshot(const raftpb::Snapshot& snapshot);
 
+  // The slow half of saving a large snapshot, ahead of SaveSnapshot and off the writer thread:
+  // seals and writes `snapshot`'s file (complete and fsynced under its final name). It may run
+  // on any thread while the writer thread goes on with its saves — but not during Reseal(), nor
+  // concurrently with another WriteSnapshotFile. The file is not current until SaveSnapshot()
+  // records it (a crash before that leaves an unrecorded file, which the next Open() removes);
+  // SaveSnapshot() of the same snapshot (same metadata) then only writes the record. Until then
+  // the file is safe from pruning; AbandonSnapshotFile() gives it up (e.g. when a snapshot from
+  // the leader superseded it meanwhile).
+  absl::Status WriteSnapshotFile(const raftpb::Snapshot& snapshot);
+  void AbandonSnapshotFile(const raftpb::SnapshotMetadata& metadata);
+
   // A Ready's worth of state: `snapshot` (if its index != 0) as SaveSnapshot(), then `entries`
   // and `hard_state` as Save() — all in ONE RocksDB write batch, so a crash cannot separate a
   // received snapshot from the hard state that commits it. `sync` is forced on with a snapshot.
@@ -167,6 +181,7 @@ class DurableLog {
   absl::Status PlanHardState(const raftpb::HardState& hard_state, Plan* plan);
   absl::Status Commit(Plan* plan, bool sync);
   absl::Status CheckWritable() const;
+  void ForgetPrewritten(const SnapshotId& id);
   // Reads one value; nullopt when the key is absent.
   absl::StatusOr<std::optional<std::string>> Get(const std::string& key,
                                                  const std::string& associated_data,
@@ -188,6 +203,11 @@ class DurableLog {
   uint64_t first_entry_ = 0;  // lowest stored entry index; 0 = no entries
   uint64_t last_index_ = 0;   // highest stored entry index, or snapshot_.index if higher
   absl::Status broken_;       // set by a failed save; blocks further saves
+
+  // Files written by WriteSnapshotFile and not yet recorded or abandoned: id -> the serialized
+  // metadata they hold (pinned in snapshots_ meanwhile).
+  absl::Mutex prewritten_mu_;
+  std::map<SnapshotId, std::string> prewritten_ ABSL_GUARDED_BY(prewritten_mu_);
 };
 
 }  // namespace shoal::raft

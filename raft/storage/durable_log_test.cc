@@ -11,6 +11,7 @@
 #include <iterator>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -608,6 +609,51 @@ TEST_F(DurableLogTest, LeftoversOfInterruptedSnapshotWritesAreRemoved) {
   LoadedState st = MustLoad(*log);
   EXPECT_EQ(st.snapshot.metadata().index(), 5u);
   ExpectEntries(MakeEntries(6, 8, 1), st.entries);
+}
+
+TEST_F(DurableLogTest, SnapshotFileWrittenAheadIsRecordedWithoutARewrite) {
+  auto log = OpenLog();
+  ASSERT_TRUE(log->Save(MakeHardState(1, 1, 10), MakeEntries(1, 12, 1), true).ok());
+  const raftpb::Snapshot snap = MakeSnapshot(8, 1, "state-at-8, written ahead");
+  // The file is written on another thread while the writer thread goes on saving entries and
+  // recording (and pruning around) another snapshot.
+  absl::Status written;
+  std::thread writer([&] { written = log->WriteSnapshotFile(snap); });
+  ASSERT_TRUE(log->Save(MakeHardState(1, 1, 12), MakeEntries(13, 14, 1), true).ok());
+  ASSERT_TRUE(log->SaveSnapshot(MakeSnapshot(4, 1)).ok());
+  writer.join();
+  ASSERT_TRUE(written.ok()) << written;
+  // Not current yet, and not pruned although newer than the current snapshot.
+  ASSERT_TRUE(log->SaveSnapshot(MakeSnapshot(5, 1)).ok());
+  EXPECT_TRUE(fs::exists(SnapshotPath(1, 8)));
+  EXPECT_EQ(log->SnapshotIndex(), 5u);
+  // Recording it does not write the file again: make it unreadable to tell.
+  const auto mtime = fs::last_write_time(SnapshotPath(1, 8));
+  ASSERT_TRUE(log->SaveSnapshot(snap).ok());
+  EXPECT_EQ(fs::last_write_time(SnapshotPath(1, 8)), mtime);
+  EXPECT_EQ(log->SnapshotIndex(), 8u);
+  log.reset();
+  log = OpenLog();
+  LoadedState st = MustLoad(*log);
+  ExpectProtoEq(snap, st.snapshot);
+  ExpectEntries(MakeEntries(9, 14, 1), st.entries);
+}
+
+TEST_F(DurableLogTest, AbandonedOrUnrecordedSnapshotFilesGo) {
+  auto log = OpenLog();
+  ASSERT_TRUE(log->Save(MakeHardState(1, 1, 10), MakeEntries(1, 10, 1), true).ok());
+  ASSERT_TRUE(log->WriteSnapshotFile(MakeSnapshot(9, 1)).ok());
+  ASSERT_TRUE(log->WriteSnapshotFile(MakeSnapshot(10, 1)).ok());
+  // Abandoned: the next prune removes it (it is newer than the current snapshot).
+  log->AbandonSnapshotFile(MakeSnapshot(9, 1).metadata());
+  ASSERT_TRUE(log->SaveSnapshot(MakeSnapshot(7, 1)).ok());
+  EXPECT_FALSE(fs::exists(SnapshotPath(1, 9)));
+  EXPECT_TRUE(fs::exists(SnapshotPath(1, 10)));  // still pinned
+  // A crash before recording leaves an unrecorded file, removed at the next open.
+  log.reset();
+  log = OpenLog();
+  EXPECT_FALSE(fs::exists(SnapshotPath(1, 10)));
+  EXPECT_EQ(MustLoad(*log).snapshot.metadata().index(), 7u);
 }
 
 TEST_F(DurableLogTest, CommitBelowTheSnapshotIsRaisedToIt) {

@@ -234,10 +234,10 @@ absl::Status SnapshotFiles::Prune(const std::optional<SnapshotId>& current, int 
     if (!d) return ErrnoError("cannot list", dir_, errno);
     while (struct dirent* e = ::readdir(d.get())) {
       const std::string name = e->d_name;
-      if (absl::EndsWith(name, kTempSuffix) &&
-          ParseFileName(name.substr(0, name.size() - kTempSuffix.size()))) {
-        doomed.push_back(name);
-      }
+      if (!absl::EndsWith(name, kTempSuffix)) continue;
+      const std::optional<SnapshotId> id =
+          ParseFileName(name.substr(0, name.size() - kTempSuffix.size()));
+      if (id && !Pinned(*id)) doomed.push_back(name);
     }
   }
   absl::StatusOr<std::vector<SnapshotId>> ids = List();
@@ -250,7 +250,7 @@ absl::Status SnapshotFiles::Prune(const std::optional<SnapshotId>& current, int 
                        (it->index == current->index && it->term != current->term);
     if (is_current || (!newer && kept < keep)) {
       ++kept;
-    } else {
+    } else if (!Pinned(*it)) {
       doomed.push_back(FileName(*it));
     }
   }
@@ -262,6 +262,22 @@ absl::Status SnapshotFiles::Prune(const std::optional<SnapshotId>& current, int 
     }
   }
   return FsyncDirectory(dir_);
+}
+
+void SnapshotFiles::Pin(const SnapshotId& id) {
+  absl::MutexLock lock(&mu_);
+  ++pins_[id];
+}
+
+void SnapshotFiles::Unpin(const SnapshotId& id) {
+  absl::MutexLock lock(&mu_);
+  auto it = pins_.find(id);
+  if (it != pins_.end() && --it->second == 0) pins_.erase(it);
+}
+
+bool SnapshotFiles::Pinned(const SnapshotId& id) const {
+  absl::MutexLock lock(&mu_);
+  return pins_.count(id) > 0;
 }
 
 }  // namespace shoal::raft

@@ -11,17 +11,23 @@
 // perhaps a .tmp that Prune() removes. Which snapshot is current is recorded by DurableLog, not
 // by the directory listing.
 //
-// Thread-safety: none; owned and used by one DurableLog.
+// Thread-safety: owned by one DurableLog. Its writer thread makes every call, except that a file
+// may be written (Write) from another thread while it does, provided that file's id is pinned
+// for the duration: Prune leaves pinned ids (and their .tmp files) alone. Pin, Unpin and Prune
+// may be called from any thread.
 #ifndef SHOAL_RAFT_STORAGE_SNAPSHOT_FILES_H_
 #define SHOAL_RAFT_STORAGE_SNAPSHOT_FILES_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "raft.pb.h"
 #include "raft/storage/record.h"
 
@@ -31,6 +37,9 @@ struct SnapshotId {
   uint64_t term = 0;
   uint64_t index = 0;
   bool operator==(const SnapshotId& o) const { return term == o.term && index == o.index; }
+  bool operator<(const SnapshotId& o) const {
+    return index != o.index ? index < o.index : term < o.term;
+  }
 };
 
 class SnapshotFiles {
@@ -61,7 +70,12 @@ class SnapshotFiles {
   // recorded: a SaveSnapshot interrupted by a crash), and all but the newest `keep` files at or
   // before `current` (`current` itself is always kept). `current` = nullopt means no snapshot is
   // recorded. Files with names it does not recognise are left alone.
+  // Pinned ids are never removed, whatever `current` says.
   absl::Status Prune(const std::optional<SnapshotId>& current, int keep);
+
+  // Protects the file `id` (complete or being written) from Prune until Unpin(id). Pins nest.
+  void Pin(const SnapshotId& id);
+  void Unpin(const SnapshotId& id);
 
   std::string PathOf(const SnapshotId& id) const;
   const std::string& dir() const { return dir_; }
@@ -79,8 +93,12 @@ class SnapshotFiles {
   // Seals `plaintext` (a serialized snapshot `id`) and writes it durably under its final name.
   absl::Status WritePlaintext(const SnapshotId& id, absl::string_view plaintext);
 
+  bool Pinned(const SnapshotId& id) const;
+
   std::string dir_;
   const RecordCodec* codec_;
+  mutable absl::Mutex mu_;
+  std::map<SnapshotId, int> pins_ ABSL_GUARDED_BY(mu_);
 };
 
 // Durability helpers shared by the storage: fsync a directory so that entries created, renamed
