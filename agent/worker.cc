@@ -234,6 +234,7 @@ void Worker::UpsertLocked(const api::Task& task) {
     runner = std::make_shared<Runner>();
     runner->status = task.status();
     runner->incarnation = ++next_incarnation_;
+    if (task.status().state() <= api::TASK_STATE_ASSIGNED) runner->assigned_at = absl::Now();
   } else if (task.status().state() > runner->status.state()) {
     // The managers know better (e.g. they marked it ORPHANED while the node was away).
     runner->status = task.status();
@@ -243,6 +244,44 @@ void Worker::UpsertLocked(const api::Task& task) {
   runner->assigned = true;
   MarkDirtyLocked();
   ScheduleLocked(runner);
+}
+
+void Worker::ApplyDependencyLocked(const api::AssignmentChange& change) {
+  const api::Assignment& a = change.assignment();
+  const bool remove = change.action() == api::AssignmentChange::REMOVE;
+  if (a.has_secret()) {
+    if (remove) {
+      secrets_.erase(a.secret().id());
+    } else {
+      secrets_[a.secret().id()] = a.secret();
+    }
+  } else if (a.has_config()) {
+    if (remove) {
+      configs_.erase(a.config().id());
+    } else {
+      configs_[a.config().id()] = a.config();
+    }
+  }
+}
+
+absl::StatusOr<api::Secret> Worker::secret(const std::string& id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = secrets_.find(id);
+  if (it == secrets_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("secret ", id, " is not assigned to this node (yet): retrying"));
+  }
+  return it->second;
+}
+
+absl::StatusOr<api::Config> Worker::config(const std::string& id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = configs_.find(id);
+  if (it == configs_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("config ", id, " is not assigned to this node (yet): retrying"));
+  }
+  return it->second;
 }
 
 void Worker::UnassignLocked(const std::string& task_id) {
@@ -257,7 +296,10 @@ void Worker::Apply(const api::AssignmentsMessage& message) {
   if (message.type() == api::AssignmentsMessage::INCREMENTAL) {
     absl::MutexLock lock(&mu_);
     for (const api::AssignmentChange& change : message.changes()) {
-      if (!change.assignment().has_task()) continue;  // Secrets, configs, network records.
+      if (!change.assignment().has_task()) {  // Secrets, configs, network records.
+        ApplyDependencyLocked(change);
+        continue;
+      }
       const api::Task& task = change.assignment().task();
       if (change.action() == api::AssignmentChange::REMOVE) {
         UnassignLocked(task.id());
@@ -272,8 +314,12 @@ void Worker::Apply(const api::AssignmentsMessage& message) {
   absl::flat_hash_set<std::string> wanted;
   {
     absl::MutexLock lock(&mu_);
+    secrets_.clear();
+    configs_.clear();
     for (const api::AssignmentChange& change : message.changes()) {
-      if (!change.assignment().has_task() || change.action() != api::AssignmentChange::UPDATE) {
+      if (change.action() != api::AssignmentChange::UPDATE) continue;
+      if (!change.assignment().has_task()) {
+        ApplyDependencyLocked(change);
         continue;
       }
       const api::Task& task = change.assignment().task();
@@ -680,9 +726,17 @@ void Worker::Perform(TaskOp op, const std::shared_ptr<Runner>& runner) {
       }
       api::TaskStatus status = MakeStatus(api::TASK_STATE_RUNNING, now);
       SetContainer(controller->Inspect(), &status);
+      absl::Duration took = absl::InfiniteDuration();
       {
         absl::MutexLock lock(&mu_);
         EmitLocked(*runner, std::move(status));
+        if (runner->assigned_at != absl::InfinitePast()) {
+          took = absl::Now() - runner->assigned_at;
+          runner->assigned_at = absl::InfinitePast();
+        }
+      }
+      if (took != absl::InfiniteDuration() && options_.on_task_started) {
+        options_.on_task_started(took);
       }
       WatchExit(runner);
       return;

@@ -81,6 +81,9 @@ struct WorkerOptions {
   absl::Duration rpc_timeout = absl::Seconds(10);
   absl::Duration poll_interval = absl::Milliseconds(50);
   absl::Duration save_delay = absl::Milliseconds(100);
+  // Called (on a task thread) when a task the worker received in ASSIGNED reaches RUNNING, with
+  // the real time that took on this node: pull, prepare, start. May be null.
+  std::function<void(absl::Duration)> on_task_started;
 };
 
 struct WorkerStats {
@@ -119,6 +122,11 @@ class Worker {
   size_t pending_statuses() const;
   WorkerStats stats() const;
 
+  // The secrets and configs the node's tasks reference, with their data, as the assignments
+  // delivered them (held in memory only, never written to disk). NOT_FOUND when not assigned.
+  absl::StatusOr<api::Secret> secret(const std::string& id) const;
+  absl::StatusOr<api::Config> config(const std::string& id) const;
+
  private:
   struct Runner {
     api::Task task;
@@ -134,6 +142,9 @@ class Worker {
     uint64_t incarnation = 0;
     absl::Time retry_at = absl::InfinitePast();  // Real time.
     absl::Duration backoff = absl::ZeroDuration();
+    // Real time the worker first saw the task ASSIGNED (for on_task_started); InfinitePast when
+    // it arrived in a later state (e.g. after a restart).
+    absl::Time assigned_at = absl::InfinitePast();
   };
 
   explicit Worker(WorkerOptions options);
@@ -155,6 +166,9 @@ class Worker {
   void Apply(const api::AssignmentsMessage& message);
   void UpsertLocked(const api::Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UnassignLocked(const std::string& task_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Secrets and configs: UPDATE stores, REMOVE drops.
+  void ApplyDependencyLocked(const api::AssignmentChange& change)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleLocked(const std::shared_ptr<Runner>& runner) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EmitLocked(Runner& runner, api::TaskStatus status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void QueueStatusLocked(const std::string& task_id, const api::TaskStatus& status)
@@ -175,6 +189,8 @@ class Worker {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t kicks_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<std::string, std::shared_ptr<Runner>> runners_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, api::Secret> secrets_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, api::Config> configs_ ABSL_GUARDED_BY(mu_);
   uint64_t next_incarnation_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<std::shared_ptr<Runner>> run_queue_ ABSL_GUARDED_BY(mu_);
   // Statuses to report: the latest per task, in the order the tasks first changed.

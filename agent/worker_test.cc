@@ -3,7 +3,9 @@
 #include "agent/worker.h"
 
 #include <cstdlib>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <set>
@@ -80,6 +82,21 @@ class FakeDispatcher final : public api::Dispatcher::Service {
     api::AssignmentChange* c = event.add_changes();
     c->set_action(api::AssignmentChange::REMOVE);
     c->mutable_assignment()->mutable_task()->set_id(id);
+    log_.push_back({event, false});
+  }
+  // A secret or config assignment (UPDATE) or its removal (REMOVE).
+  void SetDependency(const api::Assignment& a, bool remove = false) {
+    absl::MutexLock lock(&mu_);
+    const std::string key = a.has_secret() ? "s/" + a.secret().id() : "c/" + a.config().id();
+    if (remove) {
+      deps_.erase(key);
+    } else {
+      deps_[key] = a;
+    }
+    api::AssignmentsMessage event;
+    api::AssignmentChange* c = event.add_changes();
+    c->set_action(remove ? api::AssignmentChange::REMOVE : api::AssignmentChange::UPDATE);
+    *c->mutable_assignment() = a;
     log_.push_back({event, false});
   }
   // Sends `message` as it is to the open stream.
@@ -173,6 +190,7 @@ class FakeDispatcher final : public api::Dispatcher::Service {
       for (const auto& [id, t] : tasks_) {
         *complete.add_changes()->mutable_assignment()->mutable_task() = t;
       }
+      for (const auto& [key, a] : deps_) *complete.add_changes()->mutable_assignment() = a;
     }
     uint64_t sequence = 1;
     complete.set_results_in("1");
@@ -205,6 +223,7 @@ class FakeDispatcher final : public api::Dispatcher::Service {
   mutable absl::Mutex mu_;
   std::string session_ ABSL_GUARDED_BY(mu_) = "s1";
   std::map<std::string, api::Task> tasks_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, api::Assignment> deps_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<api::AssignmentsMessage, bool>> log_ ABSL_GUARDED_BY(mu_);
   int fail_status_calls_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t end_generation_ ABSL_GUARDED_BY(mu_) = 0;
@@ -334,6 +353,58 @@ TEST_F(WorkerTest, CompleteSetThenIncrementalChanges) {
   ASSERT_TRUE(Eventually([&] { return worker_->task_ids() == std::vector<std::string>{"c"}; }));
   for (const char* id : {"a", "b", "c"}) EXPECT_TRUE(Increasing(fake_.history(id))) << id;
   EXPECT_EQ(executor_->starts("c"), 1);
+}
+
+TEST_F(WorkerTest, HoldsTheAssignedSecretsAndConfigsInMemory) {
+  api::Assignment secret;
+  secret.mutable_secret()->set_id("sec1");
+  secret.mutable_secret()->mutable_spec()->set_data("s3cr3t");
+  api::Assignment config;
+  config.mutable_config()->set_id("cfg1");
+  config.mutable_config()->mutable_spec()->set_data("key=value");
+  fake_.SetDependency(secret);  // in the COMPLETE set
+  StartWorker();
+  ASSERT_TRUE(Eventually([&] { return worker_->secret("sec1").ok(); }));
+  EXPECT_EQ(worker_->secret("sec1")->spec().data(), "s3cr3t");
+  EXPECT_EQ(worker_->config("cfg1").status().code(), absl::StatusCode::kNotFound);
+  fake_.SetDependency(config);  // an INCREMENTAL change
+  ASSERT_TRUE(Eventually([&] { return worker_->config("cfg1").ok(); }));
+  EXPECT_EQ(worker_->config("cfg1")->spec().data(), "key=value");
+  fake_.SetDependency(secret, /*remove=*/true);
+  ASSERT_TRUE(Eventually([&] { return !worker_->secret("sec1").ok(); }));
+  EXPECT_EQ(worker_->secret("sec1").status().code(), absl::StatusCode::kNotFound);
+  // A new stream's COMPLETE set replaces everything held.
+  fake_.SetDependency(config, /*remove=*/true);
+  fake_.EndStreams();
+  ASSERT_TRUE(Eventually([&] { return !worker_->config("cfg1").ok(); }));
+  // Nothing of it reached the disk.
+  worker_->Stop();
+  std::ifstream in(state_dir_ + "/worker/tasks.json");
+  const std::string saved((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(saved.find("s3cr3t"), std::string::npos);
+}
+
+TEST_F(WorkerTest, ReportsHowLongEachTaskTookToStart) {
+  absl::Mutex mu;
+  std::vector<absl::Duration> took;
+  WorkerOptions options;
+  options.on_task_started = [&](absl::Duration d) {
+    absl::MutexLock lock(&mu);
+    took.push_back(d);
+  };
+  fake_.SetTasks({SimTask("a", "busybox"), SimTask("b", "busybox")});
+  StartWorker(std::move(options));
+  ASSERT_TRUE(ReachesAt("a", api::TASK_STATE_RUNNING));
+  ASSERT_TRUE(ReachesAt("b", api::TASK_STATE_RUNNING));
+  ASSERT_TRUE(Eventually([&] {
+    absl::MutexLock lock(&mu);
+    return took.size() == 2;
+  }));
+  absl::MutexLock lock(&mu);
+  for (absl::Duration d : took) {
+    EXPECT_GE(d, absl::ZeroDuration());
+    EXPECT_LT(d, absl::Seconds(30));
+  }
 }
 
 TEST_F(WorkerTest, StopsAtTheDesiredState) {

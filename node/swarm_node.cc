@@ -34,6 +34,10 @@
 #include "pki/ossl.h"
 #include "pki/root_ca.h"
 #include "pki/unlock_key.h"
+#include "prometheus/registry.h"
+#include "prometheus/summary.h"
+#include "prometheus/registry.h"
+#include "prometheus/summary.h"
 #include "proto/ca.grpc.pb.h"
 #include "spdlog/spdlog.h"
 
@@ -215,6 +219,14 @@ SwarmNode::SwarmNode(SwarmNodeOptions options)
     : options_(std::move(options)),
       clock_(options_.clock != nullptr ? options_.clock : &RealClock()),
       cert_store_(options_.state_dir) {
+  if (options_.metrics != nullptr) {
+    task_start_seconds_ =
+        &prometheus::BuildSummary()
+             .Name("shoal_agent_task_start_seconds")
+             .Help("Time from a task's assignment to RUNNING on this node (pull, prepare, start)")
+             .Register(*options_.metrics)
+             .Add({}, prometheus::Summary::Quantiles{{0.5, 0.05}, {0.9, 0.01}, {0.99, 0.001}});
+  }
   if (options_.executor == "sim") {
     (void)MakeDirectories(absl::StrCat(options_.state_dir, "/worker"), 0700);
     agent::exec::SimExecutorOptions so;
@@ -394,6 +406,11 @@ void SwarmNode::StartAgent() {
     wo.executor = executor_.get();
     wo.clock = clock_;
     wo.connection = [s = session.get()] { return s->connection(); };
+    if (task_start_seconds_ != nullptr) {
+      wo.on_task_started = [summary = task_start_seconds_](absl::Duration d) {
+        summary->Observe(absl::ToDoubleSeconds(d));
+      };
+    }
     absl::StatusOr<std::unique_ptr<agent::Worker>> w = agent::Worker::Start(std::move(wo));
     if (w.ok()) {
       worker = std::move(*w);

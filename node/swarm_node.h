@@ -36,6 +36,7 @@
 #include "proto/dispatcher.pb.h"
 
 namespace prometheus {
+class Summary;
 class Registry;
 }  // namespace prometheus
 
@@ -133,6 +134,8 @@ class SwarmNode {
   // Runs this node's tasks (--executor); one per daemon, outliving every worker. Null when the
   // executor is not available in this build.
   std::unique_ptr<agent::exec::Executor> executor_;
+  // shoal_agent_task_start_seconds (assignment → RUNNING on this node); null without metrics.
+  prometheus::Summary* task_start_seconds_ = nullptr;
 
   absl::Mutex op_mu_;  // one lifecycle operation at a time; taken before mu_
   // Serialises changes to the key files (CertificateStore is single-user); taken before mu_,
