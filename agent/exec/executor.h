@@ -56,6 +56,17 @@ struct ExitStatus {
   std::string error;
 };
 
+// What a controller tells the worker about its task besides the exit: progress while it
+// prepares (the task's status message) and the result of its health check.
+struct ControllerStatus {
+  // The latest progress message ("pulling busybox: 3.1 MB / 12 MB"); empty when there is none.
+  std::string message;
+  // The health check's verdict: UNKNOWN without a check (or before the task started), then
+  // STARTING, HEALTHY or UNHEALTHY. An UNHEALTHY task is killed by the executor, whose exit then
+  // carries the error ("task: unhealthy container (...)").
+  api::TaskStatus::Health health = api::TaskStatus::UNKNOWN;
+};
+
 // What the runtime holds for a task.
 struct RuntimeState {
   enum class Phase {
@@ -88,6 +99,7 @@ class Cancellation {
 class Controller {
  public:
   using ExitCallback = std::function<void(const ExitStatus&)>;
+  using StatusListener = std::function<void(const ControllerStatus&)>;
 
   virtual ~Controller() = default;
 
@@ -110,6 +122,13 @@ class Controller {
   virtual absl::Status Terminate() = 0;
   // Deletes the runtime object (stopping the task first if it runs). OK when there is nothing.
   virtual absl::Status Remove() = 0;
+
+  // Registers `listener` (replacing an earlier one; null removes it), called with the whole
+  // current ControllerStatus whenever it changes, and once at once when there is something to
+  // say already. It runs on any thread, must not block or call back into the same Controller,
+  // and never runs after this call replaced it or the Controller was destroyed. Default: runtimes
+  // with nothing to report ignore it.
+  virtual void SetStatusListener(StatusListener listener) { (void)listener; }
 
   // Blocks until the process exits (its ExitStatus) or `cancel` fires (CANCELLED).
   absl::StatusOr<ExitStatus> Wait(Cancellation& cancel);
