@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cli/json_util.h"
+#include "cli/logs_command.h"
 #include "cli/node_format.h"
 #include "cli/output.h"
 #include "cli/resolve.h"
@@ -597,6 +598,7 @@ void AddServiceCommand(CLI::App& app, Context& ctx) {
   service->require_subcommand(1);
   AddCreate(*service, ctx);
   AddInspect(*service, ctx);
+  AddServiceLogsCommand(*service, ctx);
   AddLs(*service, ctx);
   AddPs(*service, ctx);
   AddRm(*service, ctx);

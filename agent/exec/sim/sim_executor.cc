@@ -125,7 +125,30 @@ absl::StatusOr<std::unique_ptr<SimExecutor>> SimExecutor::Create(SimExecutorOpti
 }
 
 SimExecutor::SimExecutor(SimExecutorOptions options)
-    : options_(std::move(options)), clock_(options_.clock) {}
+    : options_(std::move(options)), clock_(options_.clock) {
+  std::string dir = options_.log_dir;
+  if (dir.empty() && !options_.state_file.empty()) {
+    dir = absl::StrCat(Parent(options_.state_file), "/sim-logs");
+  }
+  if (!dir.empty()) {
+    SimLogOptions lo;
+    lo.dir = dir;
+    log_store_ = std::make_unique<SimLogStore>(lo);
+    log_source_ = std::make_unique<SimLogSource>(log_store_.get());
+  }
+}
+
+std::string SimExecutor::log_dir() const {
+  return log_store_ == nullptr ? "" : log_store_->options().dir;
+}
+
+void SimExecutor::LogLine(const std::string& id, api::LogStream stream, const std::string& line,
+                          absl::Time when) {
+  if (log_store_ == nullptr) return;
+  if (absl::Status s = log_store_->Append(id, stream, line, when); !s.ok()) {
+    spdlog::warn("sim executor: {}", std::string(s.message()));
+  }
+}
 
 SimExecutor::~SimExecutor() {
   {
@@ -265,6 +288,13 @@ void SimExecutor::Run() {
 }
 
 void SimExecutor::EndLocked(const std::string& id, Process& p, ExitStatus exit) {
+  if (exit.stopped) {
+    LogLine(id, api::LOG_STREAM_STDOUT, "sim: stopped", clock_->Now());
+  } else {
+    const absl::Time when = p.exit_at != absl::InfiniteFuture() ? p.exit_at : clock_->Now();
+    LogLine(id, exit.exit_code == 0 ? api::LOG_STREAM_STDOUT : api::LOG_STREAM_STDERR,
+            absl::StrCat("sim: exiting with code ", exit.exit_code), when);
+  }
   p.phase = RuntimeState::Phase::kExited;
   p.exit = exit;
   p.pid = 0;
@@ -382,6 +412,8 @@ absl::Status SimExecutor::Start(const std::string& id) {
       wake_ = true;
     }
     MarkDirtyLocked();
+    LogLine(id, api::LOG_STREAM_STDOUT,
+            absl::StrCat("sim: task ", id, " started (image ", p.image, ")"), now);
     SettleLocked(id, p);  // sim/exit:N ends at once.
   }
   Deliver();
@@ -462,6 +494,11 @@ absl::Status SimExecutor::Remove(const std::string& id) {
       }
       processes_.erase(it);
       MarkDirtyLocked();
+    }
+    if (log_store_ != nullptr) {
+      if (absl::Status s = log_store_->Remove(id); !s.ok()) {
+        spdlog::warn("sim executor: {}", std::string(s.message()));
+      }
     }
   }
   Deliver();

@@ -21,6 +21,13 @@
 // behind (at most `flush_delay` after a change) and when the executor is destroyed; a crash loses
 // at most the changes of that window — simulated processes die with their daemon, as they would.
 //
+// Logs: every simulated process writes a real per-task log (sim_log.h: JSON lines with
+// timestamps, as docker's json-file driver, bounded and rotated) — "sim: task <id> started (image
+// X)" on stdout when it starts, "sim: exiting with code N" when it exits by itself (on stderr when
+// N is not 0), "sim: stopped" when Shutdown, Terminate or Remove ends it. The files are in
+// `log_dir` (default: sim-logs/ beside the state file) and go with the task when it is removed;
+// log_source() reads them for `shoal service logs`.
+//
 // Time: start and exit times come from `clock`. A timer thread delivers scheduled exits; it looks
 // at the clock at least every `poll_interval` of real time, so a ManualClock's Advance is noticed.
 // Inspect() settles due exits itself, so a test sees them right after advancing the clock.
@@ -46,6 +53,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "agent/exec/executor.h"
+#include "agent/exec/sim/sim_log.h"
+#include "agent/logs/log_source.h"
 #include "common/clock.h"
 
 namespace shoal::agent::exec {
@@ -66,6 +75,9 @@ struct SimExecutorOptions {
   // Where the records are kept across restarts (e.g. <state-dir>/worker/sim.json). Empty: in
   // memory only.
   std::string state_file;
+  // Where the per-task logs go. Empty: <directory of state_file>/sim-logs, or no logs at all
+  // when there is no state file either.
+  std::string log_dir;
   absl::Duration poll_interval = absl::Milliseconds(20);
   absl::Duration flush_delay = absl::Milliseconds(100);
 };
@@ -85,6 +97,12 @@ class SimExecutor : public Executor {
 
   // Writes the records now (when there is a state file).
   absl::Status Flush();
+
+  // The simulated processes' output, for the log publisher; null when there are no logs (no
+  // log_dir and no state_file). Valid as long as the executor.
+  logs::TaskLogSource* log_source() { return log_source_.get(); }
+  // The directory of the per-task logs; "" when there are none.
+  std::string log_dir() const;
 
   // For tests and `shoal info`: how many times the task's process was started (kept across
   // restarts; a task is never started twice), and how many processes run now.
@@ -131,9 +149,14 @@ class SimExecutor : public Executor {
   // Runs the queued exit callbacks. REQUIRES: mu_ not held.
   void Deliver();
   std::string SerializeLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends a line to the task's log (errors are logged: output is not worth failing a task).
+  void LogLine(const std::string& id, api::LogStream stream, const std::string& line,
+               absl::Time when);
 
   const SimExecutorOptions options_;
   Clock* const clock_;
+  std::unique_ptr<SimLogStore> log_store_;  // null without logs
+  std::unique_ptr<SimLogSource> log_source_;
 
   // Serialises callback registration and delivery, so that each callback runs at most once and
   // none runs after its controller is gone. Taken before mu_.
