@@ -108,7 +108,7 @@ std::string Session::current_manager() const {
 DispatcherConnection Session::connection() const {
   absl::MutexLock lock(&mu_);
   if (!connected_ || stub_ == nullptr || session_id_.empty()) return {};
-  return DispatcherConnection{session_id_, stub_};
+  return DispatcherConnection{session_id_, stub_, channel_};
 }
 
 int64_t Session::heartbeats_sent() const {
@@ -213,8 +213,9 @@ grpc::Status Session::RunStream(const std::string& addr, bool* established) {
                         "no TLS credentials for the dispatcher session (the node has no usable "
                         "certificate)");
   }
-  std::shared_ptr<api::Dispatcher::Stub> stub = api::Dispatcher::NewStub(
-      grpc::CreateCustomChannel(addr, creds, pki::ManagerChannelArguments()));
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(addr, creds, pki::ManagerChannelArguments());
+  std::shared_ptr<api::Dispatcher::Stub> stub = api::Dispatcher::NewStub(channel);
   grpc::ClientContext ctx;
   api::SessionRequest request;
   *request.mutable_description() = options_.description;
@@ -224,6 +225,7 @@ grpc::Status Session::RunStream(const std::string& addr, bool* established) {
     request.set_session_id(session_id_);
     stream_ctx_ = &ctx;
     stub_ = stub;
+    channel_ = channel;
     ++stream_generation_;
     connected_ = false;
     heartbeat_failure_ = grpc::Status::OK;
@@ -260,6 +262,7 @@ grpc::Status Session::RunStream(const std::string& addr, bool* established) {
   absl::MutexLock lock(&mu_);
   stream_ctx_ = nullptr;
   stub_.reset();
+  channel_.reset();
   connected_ = false;
   open_deadline_ = absl::InfiniteFuture();
   next_heartbeat_ = absl::InfiniteFuture();

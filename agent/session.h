@@ -55,6 +55,9 @@ namespace shoal::agent {
 struct DispatcherConnection {
   std::string session_id;
   std::shared_ptr<api::Dispatcher::StubInterface> stub;
+  // The session's channel to the leader, for the node's other streams to it (the log broker's).
+  // Null in tests that hand the worker a bare stub.
+  std::shared_ptr<grpc::Channel> channel;
 };
 
 struct SessionOptions {
@@ -139,6 +142,7 @@ class Session {
   // The open stream, if any.
   grpc::ClientContext* stream_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::shared_ptr<api::Dispatcher::Stub> stub_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<grpc::Channel> channel_ ABSL_GUARDED_BY(mu_);
   uint64_t stream_generation_ ABSL_GUARDED_BY(mu_) = 0;
   bool connected_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time open_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();

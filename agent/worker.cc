@@ -180,6 +180,9 @@ void Worker::QueueStatusLocked(const std::string& task_id, const api::TaskStatus
 void Worker::EmitLocked(Runner& runner, api::TaskStatus status) {
   // The managers' view may have moved past this op's result meanwhile (e.g. ORPHANED).
   if (status.state() < runner.status.state()) return;
+  if (status.state() == api::TASK_STATE_RUNNING && status.health() == api::TaskStatus::UNKNOWN) {
+    status.set_health(runner.health);
+  }
   runner.status = std::move(status);
   runner.backoff = absl::ZeroDuration();
   QueueStatusLocked(runner.task.id(), runner.status);
@@ -597,6 +600,29 @@ void Worker::OnExit(const std::string& task_id, uint64_t incarnation,
   ScheduleLocked(it->second);
 }
 
+void Worker::OnControllerStatus(const std::string& task_id, uint64_t incarnation,
+                                const exec::ControllerStatus& controller_status) {
+  absl::MutexLock lock(&mu_);
+  auto it = runners_.find(task_id);
+  if (it == runners_.end() || it->second->incarnation != incarnation) return;
+  Runner& runner = *it->second;
+  runner.health = controller_status.health;
+  const api::TaskState state = runner.status.state();
+  api::TaskStatus status = runner.status;
+  if (state == api::TASK_STATE_PREPARING && !controller_status.message.empty()) {
+    status.set_message(controller_status.message);
+  } else if (state == api::TASK_STATE_RUNNING) {
+    status.set_health(controller_status.health);
+  }
+  if (status.message() == runner.status.message() && status.health() == runner.status.health()) {
+    return;
+  }
+  const int64_t nanos = absl::ToUnixNanos(clock_->Now());
+  status.mutable_timestamp()->set_seconds(nanos / 1000000000);
+  status.mutable_timestamp()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+  EmitLocked(runner, std::move(status));
+}
+
 void Worker::Perform(TaskOp op, const std::shared_ptr<Runner>& runner) {
   // The busy flag makes this thread the only one touching runner->controller.
   exec::Controller* controller = runner->controller.get();
@@ -630,6 +656,17 @@ void Worker::Perform(TaskOp op, const std::shared_ptr<Runner>& runner) {
         return;
       }
       std::unique_ptr<exec::Controller> made_controller = std::move(*made);
+      {
+        uint64_t incarnation;
+        {
+          absl::MutexLock lock(&mu_);
+          incarnation = runner->incarnation;
+        }
+        made_controller->SetStatusListener(
+            [this, id = task.id(), incarnation](const exec::ControllerStatus& cs) {
+              OnControllerStatus(id, incarnation, cs);
+            });
+      }
       absl::StatusOr<exec::RuntimeState> rs = made_controller->Inspect();
       if (!rs.ok()) {
         {

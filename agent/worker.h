@@ -145,6 +145,8 @@ class Worker {
     // Real time the worker first saw the task ASSIGNED (for on_task_started); InfinitePast when
     // it arrived in a later state (e.g. after a restart).
     absl::Time assigned_at = absl::InfinitePast();
+    // The controller's latest health verdict; carried into the task's RUNNING statuses.
+    api::TaskStatus::Health health = api::TaskStatus::UNKNOWN;
   };
 
   explicit Worker(WorkerOptions options);
@@ -162,6 +164,10 @@ class Worker {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WatchExit(const std::shared_ptr<Runner>& runner);
   void OnExit(const std::string& task_id, uint64_t incarnation, const exec::ExitStatus& exit);
+  // The controller's progress message (shown while PREPARING) and health (while RUNNING),
+  // reported as a new status of the same state when they change.
+  void OnControllerStatus(const std::string& task_id, uint64_t incarnation,
+                          const exec::ControllerStatus& controller_status);
 
   void Apply(const api::AssignmentsMessage& message);
   void UpsertLocked(const api::Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

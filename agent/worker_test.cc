@@ -235,6 +235,65 @@ class FakeDispatcher final : public api::Dispatcher::Service {
   std::map<std::string, std::map<std::string, api::TaskState>> by_session_ ABSL_GUARDED_BY(mu_);
 };
 
+// Forwards to another executor, and lets a test speak for its controllers' status listeners
+// (the sim executor has no health checks or pull progress to report).
+class ReportingExecutor final : public exec::Executor {
+ public:
+  explicit ReportingExecutor(exec::Executor* inner) : inner_(inner) {}
+
+  api::EngineDescription Describe() const override { return inner_->Describe(); }
+  absl::StatusOr<std::vector<std::string>> ListAdoptable() override {
+    return inner_->ListAdoptable();
+  }
+  absl::StatusOr<std::unique_ptr<exec::Controller>> NewController(const api::Task& task) override {
+    absl::StatusOr<std::unique_ptr<exec::Controller>> made = inner_->NewController(task);
+    if (!made.ok()) return made.status();
+    return std::unique_ptr<exec::Controller>(
+        std::make_unique<Reporting>(this, task.id(), std::move(*made)));
+  }
+
+  // Calls the listener the worker registered on task `id`'s controller; false without one.
+  bool Report(const std::string& id, const exec::ControllerStatus& status) {
+    exec::Controller::StatusListener listener;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = listeners_.find(id);
+      if (it == listeners_.end() || !it->second) return false;
+      listener = it->second;
+    }
+    listener(status);
+    return true;
+  }
+
+ private:
+  class Reporting final : public exec::Controller {
+   public:
+    Reporting(ReportingExecutor* owner, std::string id, std::unique_ptr<exec::Controller> inner)
+        : owner_(owner), id_(std::move(id)), inner_(std::move(inner)) {}
+    ~Reporting() override { SetStatusListener(nullptr); }
+    absl::Status Prepare() override { return inner_->Prepare(); }
+    absl::Status Start() override { return inner_->Start(); }
+    absl::StatusOr<exec::RuntimeState> Inspect() override { return inner_->Inspect(); }
+    void NotifyExit(ExitCallback on_exit) override { inner_->NotifyExit(std::move(on_exit)); }
+    absl::Status Shutdown(absl::Duration grace) override { return inner_->Shutdown(grace); }
+    absl::Status Terminate() override { return inner_->Terminate(); }
+    absl::Status Remove() override { return inner_->Remove(); }
+    void SetStatusListener(StatusListener listener) override {
+      absl::MutexLock lock(&owner_->mu_);
+      owner_->listeners_[id_] = std::move(listener);
+    }
+
+   private:
+    ReportingExecutor* const owner_;
+    const std::string id_;
+    std::unique_ptr<exec::Controller> inner_;
+  };
+
+  exec::Executor* const inner_;
+  absl::Mutex mu_;
+  std::map<std::string, exec::Controller::StatusListener> listeners_ ABSL_GUARDED_BY(mu_);
+};
+
 class WorkerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -278,10 +337,10 @@ class WorkerTest : public ::testing::Test {
     executor_ = std::move(*e);
   }
 
-  void StartWorker(WorkerOptions options = {}) {
+  void StartWorker(WorkerOptions options = {}, exec::Executor* executor = nullptr) {
     if (executor_ == nullptr) StartExecutor();
     options.state_dir = state_dir_;
-    options.executor = executor_.get();
+    options.executor = executor != nullptr ? executor : executor_.get();
     options.clock = &clock_;
     options.connection = [this] {
       absl::MutexLock lock(&conn_mu_);
@@ -405,6 +464,24 @@ TEST_F(WorkerTest, ReportsHowLongEachTaskTookToStart) {
     EXPECT_GE(d, absl::ZeroDuration());
     EXPECT_LT(d, absl::Seconds(30));
   }
+}
+
+TEST_F(WorkerTest, ReportsTheControllersHealthWhileRunning) {
+  StartExecutor();
+  ReportingExecutor reporting(executor_.get());
+  fake_.SetTasks({SimTask("a", "busybox")});
+  StartWorker({}, &reporting);
+  ASSERT_TRUE(ReachesAt("a", api::TASK_STATE_RUNNING));
+  EXPECT_EQ(fake_.latest("a")->health(), api::TaskStatus::UNKNOWN);
+
+  ASSERT_TRUE(reporting.Report("a", exec::ControllerStatus{"", api::TaskStatus::STARTING}));
+  ASSERT_TRUE(Eventually([&] { return fake_.latest("a")->health() == api::TaskStatus::STARTING; }));
+  ASSERT_TRUE(reporting.Report("a", exec::ControllerStatus{"", api::TaskStatus::HEALTHY}));
+  ASSERT_TRUE(Eventually([&] { return fake_.latest("a")->health() == api::TaskStatus::HEALTHY; }));
+  auto latest = fake_.latest("a");
+  EXPECT_EQ(latest->state(), api::TASK_STATE_RUNNING);
+  EXPECT_EQ(latest->message(), "started");
+  worker_.reset();  // before `reporting`, which its controllers point to
 }
 
 TEST_F(WorkerTest, StopsAtTheDesiredState) {

@@ -56,6 +56,7 @@ namespace shoal::manager {
 
 class ControlApi;
 class Dispatcher;
+class LogBroker;
 class NodeCaService;
 class ManagerCaService;
 class RoleManager;
@@ -186,6 +187,7 @@ class Manager : public RaftControl {
   std::atomic<raft::RaftNode*> raft_ptr_{nullptr};
   std::unique_ptr<ControlApi> control_;
   std::unique_ptr<Dispatcher> dispatcher_;
+  std::unique_ptr<LogBroker> log_broker_;
   std::unique_ptr<NodeCaService> node_ca_;
   std::unique_ptr<ManagerCaService> manager_ca_;
   std::unique_ptr<TransportAuthService> transport_auth_;

@@ -1,5 +1,6 @@
 #include "node/daemon.h"
 
+#include <malloc.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -103,6 +104,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   std::unique_ptr<Daemon> daemon(new Daemon(std::move(options), std::move(*state_dir)));
   if (absl::Status s = daemon->StartMetrics(); !s.ok()) return s;
   if (absl::Status s = daemon->StartControlSocket(); !s.ok()) return s;
+  daemon->trimmer_ = std::thread([d = daemon.get()] { d->TrimMemoryLoop(); });
   spdlog::info("shoald {} started: node {}, executor {}, state dir {}, socket {}", kVersion,
                daemon->options_.node_name, daemon->options_.executor, daemon->state_dir_.path(),
                daemon->options_.socket_path);
@@ -153,8 +155,13 @@ absl::Status Daemon::StartControlSocket() {
   so.state_dir = state_dir_.path();
   so.node_name = options_.node_name;
   so.executor = options_.executor;
+  so.containerd_address = options_.containerd_address;
+  so.containerd_namespace = options_.containerd_namespace;
+  so.insecure_registries = options_.insecure_registries;
   so.metrics = metrics_registry_.get();
-  swarm_ = SwarmNode::Open(so);
+  absl::StatusOr<std::unique_ptr<SwarmNode>> swarm = SwarmNode::Open(so);
+  if (!swarm.ok()) return swarm.status();
+  swarm_ = std::move(*swarm);
   control_ = std::make_unique<ControlService>(
       NodeIdentity{
           .node_name = options_.node_name,
@@ -166,6 +173,20 @@ absl::Status Daemon::StartControlSocket() {
   int selected_port = 0;
   builder.AddListeningPort("unix://" + path, grpc::InsecureServerCredentials(), &selected_port);
   builder.RegisterService(control_.get());
+  // `shoal service logs`: relayed to the leader's log broker over the manager's mutual TLS.
+  logs_forwarder_ = std::make_unique<manager::LogsForwarder>(
+      [swarm = swarm_.get()]() -> absl::StatusOr<std::shared_ptr<grpc::Channel>> {
+        absl::StatusOr<std::shared_ptr<manager::Manager>> m = swarm->ManagerForControl();
+        if (!m.ok()) return m.status();
+        const std::string leader = (*m)->LeaderAddr();
+        if (leader.empty()) {
+          return absl::UnavailableError(
+              "the swarm has no leader at the moment (an election is under way, or too few "
+              "managers are reachable); try again shortly");
+        }
+        return (*m)->DialManager(leader);
+      });
+  builder.RegisterService(logs_forwarder_.get());
   server_ = builder.BuildAndStart();
   if (server_ == nullptr) {
     return absl::UnavailableError(
@@ -191,9 +212,19 @@ void Daemon::Shutdown() {
   }
   if (swarm_ != nullptr) swarm_->Shutdown();
   metrics_exposer_.reset();
+  if (trimmer_.joinable()) trimmer_.join();
   spdlog::info("stopped");
   absl::MutexLock lock(&mu_);
   stopped_ = true;
+}
+
+void Daemon::TrimMemoryLoop() {
+  absl::MutexLock lock(&mu_);
+  while (!mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), absl::Seconds(10))) {
+    mu_.Unlock();
+    ::malloc_trim(0);
+    mu_.Lock();
+  }
 }
 
 void Daemon::Wait() {

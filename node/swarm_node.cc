@@ -14,7 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "agent/exec/sim/sim_executor.h"
+#include "agent/logs/log_publisher.h"
 #include "agent/renewer.h"
 #include "agent/session.h"
 #include "agent/worker.h"
@@ -36,9 +36,8 @@
 #include "pki/unlock_key.h"
 #include "prometheus/registry.h"
 #include "prometheus/summary.h"
-#include "prometheus/registry.h"
-#include "prometheus/summary.h"
 #include "proto/ca.grpc.pb.h"
+#include "proto/logs.grpc.pb.h"
 #include "spdlog/spdlog.h"
 
 namespace shoal::node {
@@ -227,28 +226,51 @@ SwarmNode::SwarmNode(SwarmNodeOptions options)
              .Register(*options_.metrics)
              .Add({}, prometheus::Summary::Quantiles{{0.5, 0.05}, {0.9, 0.01}, {0.99, 0.001}});
   }
-  if (options_.executor == "sim") {
-    (void)MakeDirectories(absl::StrCat(options_.state_dir, "/worker"), 0700);
-    agent::exec::SimExecutorOptions so;
-    so.clock = clock_;
-    so.state_file = absl::StrCat(options_.state_dir, "/worker/sim.json");
-    absl::StatusOr<std::unique_ptr<agent::exec::SimExecutor>> e =
-        agent::exec::SimExecutor::Create(so);
-    if (e.ok()) {
-      executor_ = std::move(*e);
-    } else {
-      spdlog::error("cannot start the sim executor: {}", e.status().ToString());
-    }
-  } else {
-    // The containerd executor lands with its capability; until then this node runs no tasks
-    // and says so (a node that pretended to run them would lie to the managers).
-    spdlog::warn("executor {} is not available in this build: this node will not run tasks",
-                 options_.executor);
-  }
 }
 
-std::unique_ptr<SwarmNode> SwarmNode::Open(SwarmNodeOptions options) {
+absl::StatusOr<std::unique_ptr<SwarmNode>> SwarmNode::Open(SwarmNodeOptions options) {
   std::unique_ptr<SwarmNode> node(new SwarmNode(std::move(options)));
+  TaskRuntimeOptions ro;
+  ro.executor = node->options_.executor;
+  ro.state_dir = node->options_.state_dir;
+  ro.clock = node->clock_;
+  ro.containerd_address = node->options_.containerd_address;
+  ro.containerd_namespace = node->options_.containerd_namespace;
+  ro.insecure_registries = node->options_.insecure_registries;
+  ro.log_driver_path = node->options_.log_driver_path;
+  if (ro.executor == "containerd" && ro.log_driver_path.empty()) {
+    absl::StatusOr<std::string> self = SelfExecutable();
+    if (!self.ok()) return self.status();
+    ro.log_driver_path = *self;
+  }
+  SwarmNode* n = node.get();
+  // The worker holds what the managers assigned; the executor asks while it prepares a task.
+  ro.deps.secret = [n](const std::string& id) -> absl::StatusOr<api::Secret> {
+    absl::MutexLock lock(&n->mu_);
+    if (n->worker_ == nullptr) {
+      return absl::UnavailableError(
+          absl::StrCat("secret ", id, ": this node's worker is not running (retrying)"));
+    }
+    return n->worker_->secret(id);
+  };
+  ro.deps.config = [n](const std::string& id) -> absl::StatusOr<api::Config> {
+    absl::MutexLock lock(&n->mu_);
+    if (n->worker_ == nullptr) {
+      return absl::UnavailableError(
+          absl::StrCat("config ", id, ": this node's worker is not running (retrying)"));
+    }
+    return n->worker_->config(id);
+  };
+  ro.deps.node = [n] {
+    api::Node self;
+    absl::MutexLock lock(&n->mu_);
+    self.set_id(n->identity_.node_id);
+    self.mutable_description()->set_hostname(n->options_.node_name);
+    return self;
+  };
+  absl::StatusOr<std::unique_ptr<TaskRuntime>> runtime = TaskRuntime::Open(std::move(ro));
+  if (!runtime.ok()) return runtime.status();
+  node->runtime_ = std::move(*runtime);
   node->Resume();
   node->background_ = std::thread([n = node.get()] { n->BackgroundLoop(); });
   return node;
@@ -400,10 +422,27 @@ void SwarmNode::StartAgent() {
   std::unique_ptr<agent::Session> session = agent::Session::Start(
       std::move(so), [this](const api::SessionMessage& m) { OnSessionMessage(m); });
   std::unique_ptr<agent::Worker> worker;
-  if (session != nullptr && executor_ != nullptr) {
+  std::unique_ptr<agent::logs::LogPublisher> publisher;
+  if (session != nullptr && runtime_->logs() != nullptr) {
+    agent::logs::LogPublisherOptions po;
+    po.source = runtime_->logs();
+    po.connection = [s = session.get()] {
+      agent::DispatcherConnection c = s->connection();
+      if (c.channel == nullptr) return agent::logs::LogBrokerConnection{};
+      return agent::logs::LogBrokerConnection{c.session_id, api::LogBroker::NewStub(c.channel)};
+    };
+    absl::StatusOr<std::unique_ptr<agent::logs::LogPublisher>> p =
+        agent::logs::LogPublisher::Start(std::move(po));
+    if (p.ok()) {
+      publisher = std::move(*p);
+    } else {
+      spdlog::error("cannot start the log publisher: {}", p.status().ToString());
+    }
+  }
+  if (session != nullptr) {
     agent::WorkerOptions wo;
     wo.state_dir = options_.state_dir;
-    wo.executor = executor_.get();
+    wo.executor = runtime_->executor();
     wo.clock = clock_;
     wo.connection = [s = session.get()] { return s->connection(); };
     if (task_start_seconds_ != nullptr) {
@@ -421,19 +460,24 @@ void SwarmNode::StartAgent() {
   absl::MutexLock lock(&mu_);
   session_ = std::move(session);
   worker_ = std::move(worker);
+  log_publisher_ = std::move(publisher);
 }
 
 void SwarmNode::StopRoles() {
+  std::unique_ptr<agent::logs::LogPublisher> publisher;
   std::unique_ptr<agent::Worker> worker;
   std::unique_ptr<agent::Session> session;
   std::shared_ptr<manager::Manager> manager;
   {
     absl::MutexLock lock(&mu_);
+    publisher = std::move(log_publisher_);
     worker = std::move(worker_);
     session = std::move(session_);
     manager = std::move(manager_);
   }
-  // The worker first: it reaches the dispatcher through the session. Its tasks keep running.
+  // The worker and the publisher first: they reach the managers through the session. Its tasks
+  // keep running.
+  publisher.reset();
   worker.reset();
   session.reset();
   if (manager != nullptr) manager->Stop();
@@ -450,7 +494,7 @@ api::NodeDescription SwarmNode::Describe() const {
   if (::sysinfo(&si) == 0) {
     d.mutable_resources()->set_memory_bytes(static_cast<int64_t>(si.totalram) * si.mem_unit);
   }
-  if (executor_ != nullptr) *d.mutable_engine() = executor_->Describe();
+  if (runtime_ != nullptr) *d.mutable_engine() = runtime_->executor()->Describe();
   if (d.engine().engine_version().empty())
     d.mutable_engine()->set_engine_version(
         absl::StrCat("shoald ", kVersion, " (", options_.executor, ")"));
@@ -1163,13 +1207,16 @@ void SwarmNode::ReloadCredentials() {
   }
   if (manager == nullptr) {
     // A new session, so the managers also learn the node's new TLS state (its description).
+    std::unique_ptr<agent::logs::LogPublisher> old_publisher;
     std::unique_ptr<agent::Worker> old_worker;
     std::unique_ptr<agent::Session> old;
     {
       absl::MutexLock lock(&mu_);
+      old_publisher = std::move(log_publisher_);
       old_worker = std::move(worker_);
       old = std::move(session_);
     }
+    old_publisher.reset();
     old_worker.reset();
     old.reset();
     StartAgent();

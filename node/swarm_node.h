@@ -30,6 +30,7 @@
 #include "common/clock.h"
 #include "grpcpp/grpcpp.h"
 #include "manager/manager.h"
+#include "node/task_runtime.h"
 #include "pki/certificate_store.h"
 #include "pki/identity.h"
 #include "proto/control.pb.h"
@@ -43,9 +44,9 @@ class Registry;
 namespace shoal::agent {
 class Session;
 class Worker;
-namespace exec {
-class Executor;
-}  // namespace exec
+namespace logs {
+class LogPublisher;
+}  // namespace logs
 }  // namespace shoal::agent
 
 namespace shoal::node {
@@ -53,7 +54,13 @@ namespace shoal::node {
 struct SwarmNodeOptions {
   std::string state_dir;
   std::string node_name;
+  // The task runtime (task_runtime.h): "containerd" with the three settings below, or "sim".
   std::string executor;
+  std::string containerd_address;
+  std::string containerd_namespace;
+  std::vector<std::string> insecure_registries;
+  // The shim's log driver binary (containerd); empty = this process's own executable.
+  std::string log_driver_path;
   Clock* clock = nullptr;
   prometheus::Registry* metrics = nullptr;
 };
@@ -67,9 +74,11 @@ struct NodeState {
 
 class SwarmNode {
  public:
-  // Resumes the swarm membership recorded in the state dir, if any. Never fails for a node that
-  // cannot resume (e.g. its managers are unreachable): it then reports ERROR in GetInfo.
-  static std::unique_ptr<SwarmNode> Open(SwarmNodeOptions options);
+  // Opens the task runtime, then resumes the swarm membership recorded in the state dir, if any.
+  // Fails only when the task runtime cannot be opened (containerd not reachable: the error names
+  // the socket and the fix); a node that cannot resume (e.g. its managers are unreachable)
+  // reports ERROR in GetInfo instead.
+  static absl::StatusOr<std::unique_ptr<SwarmNode>> Open(SwarmNodeOptions options);
   ~SwarmNode();
   SwarmNode(const SwarmNode&) = delete;
   SwarmNode& operator=(const SwarmNode&) = delete;
@@ -131,9 +140,8 @@ class SwarmNode {
   const SwarmNodeOptions options_;
   Clock* const clock_;
   pki::CertificateStore cert_store_;
-  // Runs this node's tasks (--executor); one per daemon, outliving every worker. Null when the
-  // executor is not available in this build.
-  std::unique_ptr<agent::exec::Executor> executor_;
+  // Runs this node's tasks (--executor); one per daemon, outliving every worker.
+  std::unique_ptr<TaskRuntime> runtime_;
   // shoal_agent_task_start_seconds (assignment → RUNNING on this node); null without metrics.
   prometheus::Summary* task_start_seconds_ = nullptr;
 
@@ -154,6 +162,8 @@ class SwarmNode {
   std::shared_ptr<manager::Manager> manager_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<agent::Session> session_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<agent::Worker> worker_ ABSL_GUARDED_BY(mu_);
+  // Serves the log broker's subscriptions from runtime_'s task logs over the session.
+  std::unique_ptr<agent::logs::LogPublisher> log_publisher_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> session_managers_ ABSL_GUARDED_BY(mu_);
   std::optional<api::Node> pending_node_ ABSL_GUARDED_BY(mu_);    // newest, for the loop
   std::optional<std::string> pending_root_ ABSL_GUARDED_BY(mu_);  // trust roots to adopt

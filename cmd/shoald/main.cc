@@ -1,5 +1,6 @@
 // shoald: the node daemon. Flag parsing, logging and signal wiring only; the daemon itself is
 // node::Daemon.
+#include <malloc.h>
 #include <signal.h>
 
 #include <cstring>
@@ -8,6 +9,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/synchronization/mutex.h"
+#include "agent/exec/containerd/log_driver.h"
 #include "common/logging.h"
 #include "common/version.h"
 #include "node/daemon.h"
@@ -29,6 +31,14 @@ sigset_t BlockShutdownSignals() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // containerd's shim runs this binary as a task's log driver (agent/exec/containerd/log_driver.h).
+  if (shoal::agent::exec::containerd::IsLogDriverInvocation(argc, argv)) {
+    return shoal::agent::exec::containerd::RunLogDriver(argc, argv);
+  }
+  // Before any thread exists: glibc would otherwise give up to 8 arenas per core to a process
+  // with thousands of gRPC threads, each holding on to what its threads freed
+  // (docs/orchestration.md).
+  mallopt(M_ARENA_MAX, 4);
   shoal::node::DaemonOptions options;
   std::string log_level = "info";
   std::string log_format = "text";

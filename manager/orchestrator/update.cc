@@ -227,7 +227,12 @@ absl::Status Updater::ProcessService(const std::string& service_id) {
     const api::Task& task = *t->second;
     if (IsTerminal(task)) {
       tr.done = true;
-      if (LiveForService(task)) {
+      // A failure even when the restart supervisor already shut the task down and replaced it
+      // (the updater reads snapshots and may see only that later state); other ends count only
+      // while the task was still wanted (e.g. an exit 0 of a service task).
+      const api::TaskState ended = task.status().state();
+      if (ended == api::TASK_STATE_FAILED || ended == api::TASK_STATE_REJECTED ||
+          LiveForService(task)) {
         ++run.failures;
         if (failed == nullptr) failed = &task;
       }

@@ -544,7 +544,8 @@ absl::Status ContainerdExecutor::CreateContainer(const api::Task& original,
                                                  const image::LocalImage& image,
                                                  const ImageConfig& config) {
   const std::string& id = original.id();
-  absl::StatusOr<api::ContainerSpec> expanded = ExpandContainerSpec(original, options_.node);
+  absl::StatusOr<api::ContainerSpec> expanded =
+      ExpandContainerSpec(original, options_.node ? options_.node() : api::Node{});
   if (!expanded.ok()) return expanded.status();
   OciSpecInputs in;
   in.task = original;

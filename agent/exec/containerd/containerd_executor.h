@@ -100,8 +100,9 @@ struct ContainerdExecutorOptions {
   // The network namespace a task joins (a path such as /var/run/netns/x); empty = a new one with
   // loopback only. Null = always a new one.
   std::function<std::string(const api::Task&)> netns;
-  // The node, for hostname and env templates ({{.Node.Hostname}}, ...).
-  api::Node node;
+  // The node as it is now, for hostname and env templates ({{.Node.ID}}, {{.Node.Hostname}},
+  // ...); called at each Prepare. Null: an empty node.
+  std::function<api::Node()> node;
   // Static init binary for tasks with `init` (e.g. /usr/bin/tini-static); empty = none (such tasks
   // are rejected).
   std::string init_path;

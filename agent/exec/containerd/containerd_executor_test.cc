@@ -342,7 +342,11 @@ class ContainerdExecutorTest : public ::testing::Test {
       c.mutable_spec()->set_data("config-data\n");
       return c;
     };
-    options.node.set_id("node1");
+    options.node = [] {
+      api::Node node;
+      node.set_id("node1");
+      return node;
+    };
     auto executor = ContainerdExecutor::Create(std::move(options));
     ASSERT_TRUE(executor.ok()) << executor.status();
     executor_ = std::move(*executor);
