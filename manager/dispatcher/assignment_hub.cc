@@ -12,51 +12,73 @@ namespace shoal::manager {
 void AssignmentHub::Subscription::SkipThrough(uint64_t version) {
   absl::MutexLock lock(&mu_);
   skip_through_ = version;
-  while (!queue_.empty() && queue_.front().version <= version) queue_.pop_front();
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (it->second.version <= version) {
+      pending_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
 }
 
 absl::Status AssignmentHub::Subscription::Next(absl::Time deadline,
                                                std::vector<store::StoreEvent>* events) {
   events->clear();
-  absl::MutexLock lock(&mu_);
-  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !queue_.empty() || resync_ || cancelled_;
-  };
-  mu_.AwaitWithDeadline(absl::Condition(&ready), deadline);
-  if (cancelled_) return absl::CancelledError("the assignment hub stopped");
-  if (resync_) {
-    resync_ = false;
-    queue_.clear();
-    return absl::AbortedError("assignment events were dropped; take a new view");
+  std::vector<Pending> taken;
+  {
+    absl::MutexLock lock(&mu_);
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return ReadyLocked(); };
+    mu_.AwaitWithDeadline(absl::Condition(&ready), deadline);
+    if (cancelled_) return absl::CancelledError("the assignment hub stopped");
+    if (resync_) {
+      resync_ = false;
+      pending_.clear();
+      return absl::AbortedError("assignment events were dropped; take a new view");
+    }
+    taken.reserve(pending_.size());
+    for (auto& [key, p] : pending_) taken.push_back(std::move(p));
+    pending_.clear();
   }
-  events->reserve(queue_.size());
-  for (Queued& q : queue_) events->push_back(std::move(q.event));
-  queue_.clear();
+  std::sort(taken.begin(), taken.end(),
+            [](const Pending& a, const Pending& b) { return a.order < b.order; });
+  events->reserve(taken.size());
+  for (Pending& p : taken) events->push_back(std::move(p.event));
   return absl::OkStatus();
 }
 
-void AssignmentHub::Subscription::Push(uint64_t version, std::vector<store::StoreEvent> events,
+bool AssignmentHub::Subscription::Push(uint64_t version, std::vector<store::StoreEvent> events,
                                        size_t limit) {
   absl::MutexLock lock(&mu_);
-  if (resync_ || cancelled_ || version <= skip_through_) return;
-  if (queue_.size() + events.size() > limit) {
-    resync_ = true;
-    queue_.clear();
-    return;
+  if (resync_ || cancelled_ || version <= skip_through_) return false;
+  const bool was_ready = ReadyLocked();
+  for (store::StoreEvent& e : events) {
+    Key key(e.kind(), store::IdOf(*e.object));
+    Pending& p = pending_[std::move(key)];
+    p.version = version;
+    p.order = next_order_++;
+    p.event = std::move(e);
   }
-  for (store::StoreEvent& e : events) queue_.push_back(Queued{version, std::move(e)});
+  if (pending_.size() > limit) {
+    resync_ = true;
+    pending_.clear();
+  }
+  return !was_ready && ReadyLocked();
 }
 
-void AssignmentHub::Subscription::Resync() {
+bool AssignmentHub::Subscription::Resync() {
   absl::MutexLock lock(&mu_);
+  const bool was_ready = ReadyLocked();
   resync_ = true;
-  queue_.clear();
+  pending_.clear();
+  return !was_ready;
 }
 
-void AssignmentHub::Subscription::Cancel() {
+bool AssignmentHub::Subscription::Cancel() {
   absl::MutexLock lock(&mu_);
+  const bool was_ready = ReadyLocked();
   cancelled_ = true;
-  queue_.clear();
+  pending_.clear();
+  return !was_ready;
 }
 
 // --- Hub ---------------------------------------------------------------------------------------
@@ -73,16 +95,20 @@ AssignmentHub::~AssignmentHub() {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
     for (auto& [node, subs] : by_node_) {
-      for (auto& sub : subs) sub->Cancel();
+      for (auto& sub : subs) {
+        if (sub->Cancel() && sub->on_ready_) sub->on_ready_();
+      }
     }
   }
   thread_.join();
 }
 
-std::unique_ptr<AssignmentHub::Handle> AssignmentHub::Subscribe(const std::string& node_id) {
+std::unique_ptr<AssignmentHub::Handle> AssignmentHub::Subscribe(const std::string& node_id,
+                                                                std::function<void()> on_ready) {
   auto sub = std::make_shared<Subscription>();
+  sub->on_ready_ = std::move(on_ready);
   absl::MutexLock lock(&mu_);
-  if (stopping_) sub->Cancel();
+  if (stopping_ && sub->Cancel() && sub->on_ready_) sub->on_ready_();
   by_node_[node_id].push_back(sub);
   ++subscriptions_;
   return std::make_unique<Handle>(this, node_id, std::move(sub));
@@ -137,7 +163,9 @@ void AssignmentHub::Run(std::unique_ptr<store::Watcher> watcher) {
     absl::MutexLock lock(&mu_);
     ++hub_resyncs_;
     for (auto& [node, subs] : by_node_) {
-      for (auto& sub : subs) sub->Resync();
+      for (auto& sub : subs) {
+        if (sub->Resync() && sub->on_ready_) sub->on_ready_();
+      }
     }
   }
 }
@@ -168,7 +196,10 @@ void AssignmentHub::Route(const store::StoreChange& change) {
     }
   }
   for (auto& [sub, events] : shares) {
-    sub->Push(change.version, std::move(events), options_.subscription_queue_limit);
+    if (sub->Push(change.version, std::move(events), options_.subscription_queue_limit) &&
+        sub->on_ready_) {
+      sub->on_ready_();
+    }
   }
 }
 

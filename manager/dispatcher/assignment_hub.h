@@ -8,15 +8,29 @@
 // keeps those its tasks reference. Routing costs O(events), whatever the number of nodes.
 //
 // A subscriber pairs a view with the events after it without any lock across the two:
-//   1. Subscribe(node)         from now on, every event for the node is queued;
+//   1. Subscribe(node)         from now on, every event for the node is kept;
 //   2. take a view at version V (ReadTx::version()) and call SkipThrough(V);
-//   3. Next() returns the queued events newer than V, in commit order.
-// Events newer than the hub's position at step 1 are queued; those up to V are already in the
+//   3. Next() / Take() return the kept events newer than V.
+// Events newer than the hub's position at step 1 are kept; those up to V are already in the
 // view, and SkipThrough drops them. Nothing is missed or seen twice.
 //
+// Coalescing: a subscription keeps a pending set, not a queue: one event per object (kind, ID),
+// the newest, which says everything a consumer diffing against what it last sent needs (an
+// object created then removed is a REMOVE; one updated ten times is its last version). So a
+// consumer that is slow to take (an agent whose stream write is stalled) costs at most one
+// entry per object it cares about, however many changes pile up. Next() and Take() return the
+// pending events in the order of their (latest) commits.
+//
+// Push: Subscribe's `on_ready` is called when the subscription goes from having nothing to take
+// to having something (events, a resync or the cancellation): edge-triggered, so a consumer
+// that does not take everything at once must come back by itself. It runs on the hub's thread
+// (or the one destroying the hub) with the hub's lock held: it must be quick and must not call
+// into the hub or the subscription; typically it queues the consumer for a worker. It is not
+// called once Unsubscribe (the Handle's destruction) has returned.
+//
 // Resync: when the hub's own watcher falls behind or the store is restored from a snapshot, or a
-// subscription's queue exceeds its limit, Next() returns ABORTED once: the subscriber starts
-// over at step 2 with a fresh view (its queue was emptied).
+// subscription's pending set exceeds its limit, Next() returns ABORTED once: the subscriber
+// starts over at step 2 with a fresh view (its pending set was emptied).
 //
 // Thread-safety: all methods may be called from any thread; a Subscription has one consumer.
 #ifndef SHOAL_MANAGER_DISPATCHER_ASSIGNMENT_HUB_H_
@@ -24,10 +38,11 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -42,7 +57,7 @@ namespace shoal::manager {
 struct AssignmentHubOptions {
   // Events the hub's watcher may fall behind the store before it resyncs everyone.
   size_t hub_queue_limit = 4'000'000;
-  // Events one subscription may hold before it is told to resync.
+  // Objects one subscription's pending set may hold before it is told to resync.
   size_t subscription_queue_limit = 200'000;
   // Longest wait of the routing thread before it checks for Stop.
   absl::Duration poll_interval = absl::Milliseconds(200);
@@ -54,24 +69,36 @@ class AssignmentHub {
    public:
     // Drops queued and future events with a version <= `version` (the view's).
     void SkipThrough(uint64_t version);
-    // Moves the queued events into *events (in commit order), waiting until `deadline` for at
+    // Moves the pending events into *events (in commit order), waiting until `deadline` for at
     // least one. OK with no events at the deadline; ABORTED when the subscriber must take a new
     // view (see Resync above); CANCELLED once the hub stopped.
     absl::Status Next(absl::Time deadline, std::vector<store::StoreEvent>* events);
+    // Next without waiting.
+    absl::Status Take(std::vector<store::StoreEvent>* events) {
+      return Next(absl::InfinitePast(), events);
+    }
 
    private:
     friend class AssignmentHub;
-    struct Queued {
+    using Key = std::pair<api::ObjectKind, std::string>;
+    struct Pending {
       uint64_t version;
+      uint64_t order;  // of arrival, for commit order
       store::StoreEvent event;
     };
-    // Queues one change's events for this subscription, all at once.
-    void Push(uint64_t version, std::vector<store::StoreEvent> events, size_t limit);
-    void Resync();
-    void Cancel();
+    // Adds one change's events to the pending set, all at once. Returns whether the
+    // subscription just became ready (the caller then notifies, outside mu_).
+    bool Push(uint64_t version, std::vector<store::StoreEvent> events, size_t limit);
+    bool Resync();
+    bool Cancel();
+    bool ReadyLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !pending_.empty() || resync_ || cancelled_;
+    }
 
+    std::function<void()> on_ready_;  // set before the subscription is published
     absl::Mutex mu_;
-    std::deque<Queued> queue_ ABSL_GUARDED_BY(mu_);
+    absl::flat_hash_map<Key, Pending> pending_ ABSL_GUARDED_BY(mu_);
+    uint64_t next_order_ ABSL_GUARDED_BY(mu_) = 0;
     uint64_t skip_through_ ABSL_GUARDED_BY(mu_) = 0;
     bool resync_ ABSL_GUARDED_BY(mu_) = false;
     bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
@@ -100,8 +127,9 @@ class AssignmentHub {
   AssignmentHub(const AssignmentHub&) = delete;
   AssignmentHub& operator=(const AssignmentHub&) = delete;
 
-  // REQUIRES: the Handle is destroyed before the hub.
-  std::unique_ptr<Handle> Subscribe(const std::string& node_id);
+  // `on_ready` (may be empty): see Push above. REQUIRES: the Handle is destroyed before the hub.
+  std::unique_ptr<Handle> Subscribe(const std::string& node_id,
+                                    std::function<void()> on_ready = nullptr);
 
   // Subscriptions open now, and resyncs of the hub's own watcher so far (tests, metrics).
   size_t subscription_count() const;

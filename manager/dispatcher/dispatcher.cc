@@ -13,6 +13,7 @@
 #include "common/ids.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "manager/cluster_object.h"
+#include "pki/authorization.h"
 #include "pki/grpc_tls.h"
 #include "spdlog/spdlog.h"
 
@@ -58,6 +59,27 @@ std::string TrustedRoots(const api::RootCA& root_ca) {
 }
 
 grpc::Status ToGrpc(const absl::Status& status) { return pki::ToGrpcStatus(status); }
+
+absl::Status DispatcherStoppedError() {
+  return absl::UnavailableError(
+      "this manager's dispatcher stopped (it is no longer the leader); reconnect to the current "
+      "leader");
+}
+grpc::Status DispatcherStopped() { return ToGrpc(DispatcherStoppedError()); }
+
+const grpc::Status& AgentGone() {
+  static const grpc::Status* const kGone =
+      new grpc::Status(grpc::StatusCode::CANCELLED, "the agent closed the stream");
+  return *kGone;
+}
+
+// The reactor of a stream refused before it started: finishes at once with `status`.
+template <class Message>
+class Refused : public grpc::ServerWriteReactor<Message> {
+ public:
+  explicit Refused(grpc::Status status) { this->Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
 
 bool SameMembers(const std::vector<ManagerMember>& a, const std::vector<ManagerMember>& b) {
   if (a.size() != b.size()) return false;
@@ -133,15 +155,493 @@ std::string PeerIp(absl::string_view grpc_peer) {
   return "";
 }
 
+// ---------------------------------------------------------------------------------------------
+// Streams: reactors with at most one write in flight
+// ---------------------------------------------------------------------------------------------
+
+// One open server stream. It owns itself (self_) from registration until gRPC's OnDone, and is
+// shared with whoever works on it meanwhile (a worker, the router, a store callback).
+//
+// At most one write is in flight, and Work() (the subclass building its next message) runs on
+// one worker at a time, never while a write is in flight. End() records why the stream must end
+// (the first reason wins); Finish goes out as soon as neither a write nor a worker holds the
+// stream, so that OnDone (after which gRPC frees the call) can race with neither. OnDone
+// unregisters the stream: the last time it touches the dispatcher.
+class Dispatcher::Stream : public std::enable_shared_from_this<Stream> {
+ public:
+  Stream(Dispatcher* dispatcher, grpc::CallbackServerContext* context, std::string node_id,
+         std::shared_ptr<SessionState> session)
+      : dispatcher_(dispatcher),
+        context_(context),
+        node_id_(std::move(node_id)),
+        session_(std::move(session)) {}
+  virtual ~Stream() = default;
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  const std::string& node_id() const { return node_id_; }
+  const std::shared_ptr<SessionState>& session() const { return session_; }
+  virtual SessionStream* AsSession() { return nullptr; }
+
+  // Owns itself until OnDone. Called once, when registered.
+  void Own() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    self_ = shared_from_this();
+  }
+
+  // Ends the stream with `why` (unless it is already ending) as soon as it can.
+  void End(grpc::Status why) ABSL_LOCKS_EXCLUDED(mu_) {
+    grpc::Status finish_with;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_ || done_) return;
+      if (!ending_) {
+        ending_ = true;
+        end_status_ = std::move(why);
+      }
+      if (!CanFinishLocked()) return;  // the write in flight or the worker finishes it
+      finished_ = true;
+      finish_with = end_status_;
+    }
+    GrpcFinish(std::move(finish_with));
+  }
+
+  // Has a worker run Work() (once any write in flight is done).
+  void Schedule() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    ScheduleLocked();
+  }
+
+  // Cancels the call (Stop's last resort for an agent that does not read).
+  void Cancel() ABSL_LOCKS_EXCLUDED(mu_) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (done_) return;
+      ++cancelling_;  // OnDone waits: the context lives until OnDone returns
+    }
+    context_->TryCancel();
+    absl::MutexLock lock(&mu_);
+    --cancelling_;
+  }
+
+  // A worker's turn.
+  void RunWork() ABSL_LOCKS_EXCLUDED(mu_) {
+    bool work = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (done_ || finished_ || run_ != Run::kQueued) return;
+      run_ = Run::kRunning;
+      work = !ending_ && !write_in_flight_;
+    }
+    if (work) Work();
+    grpc::Status finish_with;
+    {
+      absl::MutexLock lock(&mu_);
+      const bool again = run_ == Run::kRunningAgain;
+      run_ = Run::kIdle;
+      if (!CanFinishLocked()) {
+        if (again) ScheduleLocked();
+        return;
+      }
+      finished_ = true;
+      finish_with = end_status_;
+    }
+    GrpcFinish(std::move(finish_with));
+  }
+
+ protected:
+  // Builds the next message, if there is one to send, and starts writing it with BeginWrite().
+  // Runs on a worker; never while a write is in flight.
+  virtual void Work() = 0;
+  // StartWrite of the message BeginWrite was called for; Finish.
+  virtual void GrpcWrite() = 0;
+  virtual void GrpcFinish(grpc::Status status) = 0;
+  // Gives back what the stream holds elsewhere (its hub subscription), on OnDone.
+  virtual void Release() {}
+
+  // From Work(): starts the write, unless the stream is ending (then false).
+  bool BeginWrite() ABSL_LOCKS_EXCLUDED(mu_) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (ending_ || finished_) return false;
+      write_in_flight_ = true;
+    }
+    GrpcWrite();
+    return true;
+  }
+
+  // The reactions.
+  void WriteDone(bool ok) ABSL_LOCKS_EXCLUDED(mu_) {
+    grpc::Status finish_with;
+    {
+      absl::MutexLock lock(&mu_);
+      write_in_flight_ = false;
+      if (!ok && !ending_) {
+        ending_ = true;
+        end_status_ = AgentGone();
+      }
+      if (!CanFinishLocked()) {
+        if (!ending_) ScheduleLocked();  // whatever came in meanwhile
+        return;
+      }
+      finished_ = true;
+      finish_with = end_status_;
+    }
+    GrpcFinish(std::move(finish_with));
+  }
+  void Done() ABSL_LOCKS_EXCLUDED(mu_) {
+    std::shared_ptr<Stream> self;  // may be the last reference: released on return
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+      self = std::move(self_);
+      auto not_cancelling = [this]()
+                                ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return cancelling_ == 0; };
+      mu_.Await(absl::Condition(&not_cancelling));
+    }
+    Release();
+    dispatcher_->Unregister(this);
+  }
+
+  Dispatcher* const dispatcher_;
+  grpc::CallbackServerContext* const context_;
+  const std::string node_id_;
+  const std::shared_ptr<SessionState> session_;
+  absl::Mutex mu_;
+
+ private:
+  enum class Run { kIdle, kQueued, kRunning, kRunningAgain };
+
+  bool CanFinishLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return ending_ && !finished_ && !write_in_flight_ &&
+           (run_ == Run::kIdle || run_ == Run::kQueued);
+  }
+  void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (done_ || finished_) return;
+    if (run_ == Run::kIdle) {
+      run_ = Run::kQueued;
+      dispatcher_->Enqueue(shared_from_this());
+    } else if (run_ == Run::kRunning) {
+      run_ = Run::kRunningAgain;
+    }
+  }
+
+  std::shared_ptr<Stream> self_ ABSL_GUARDED_BY(mu_);
+  Run run_ ABSL_GUARDED_BY(mu_) = Run::kIdle;
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool ending_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status end_status_ ABSL_GUARDED_BY(mu_);
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;  // Finish was called
+  bool done_ ABSL_GUARDED_BY(mu_) = false;      // OnDone ran
+  int cancelling_ ABSL_GUARDED_BY(mu_) = 0;     // Cancel() calls using context_
+};
+
+// A Session stream: the newest state (node, cluster, managers, registration) is kept, and the
+// next message is built from it once the write in flight is done, so a newer state supersedes
+// an unsent one.
+class Dispatcher::SessionStream final : public Stream,
+                                        public grpc::ServerWriteReactor<api::SessionMessage> {
+ public:
+  SessionStream(Dispatcher* dispatcher, grpc::CallbackServerContext* context, std::string node_id,
+                std::shared_ptr<SessionState> session, std::string addr,
+                api::NodeDescription description,
+                std::shared_ptr<const std::vector<ManagerMember>> members)
+      : Stream(dispatcher, context, std::move(node_id), std::move(session)),
+        addr_(std::move(addr)),
+        description_(std::move(description)),
+        members_(std::move(members)) {}
+
+  SessionStream* AsSession() override { return this; }
+
+  // The node and the cluster as of store version `version`; older news than what the stream
+  // has are ignored, unless `force` (a fresh view after the router's watcher was closed).
+  void SetView(uint64_t version, std::shared_ptr<const api::Node> node,
+               std::shared_ptr<const api::Cluster> cluster, bool force) ABSL_LOCKS_EXCLUDED(mu_) {
+    {
+      absl::MutexLock lock(&mu_);
+      viewed_ = true;
+      if (force || version >= node_version_) {
+        node_ = std::move(node);
+        node_version_ = version;
+      }
+      if (force || version >= cluster_version_) {
+        cluster_ = std::move(cluster);
+        cluster_version_ = version;
+      }
+      dirty_ = true;
+    }
+    Schedule();
+  }
+  void SetNode(uint64_t version, std::shared_ptr<const api::Node> node) ABSL_LOCKS_EXCLUDED(mu_) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (version <= node_version_) return;
+      node_ = std::move(node);
+      node_version_ = version;
+      dirty_ = true;
+    }
+    Schedule();
+  }
+  void SetCluster(uint64_t version, std::shared_ptr<const api::Cluster> cluster)
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (version <= cluster_version_) return;
+      cluster_ = std::move(cluster);
+      cluster_version_ = version;
+      dirty_ = true;
+    }
+    Schedule();
+  }
+  void SetMembers(std::shared_ptr<const std::vector<ManagerMember>> members)
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    {
+      absl::MutexLock lock(&mu_);
+      members_ = std::move(members);
+      dirty_ = true;
+    }
+    Schedule();
+  }
+  // The registration's commit result; `store_version` is the store's version when it came (the
+  // commit's or later).
+  void Registered(absl::Status status, uint64_t store_version) ABSL_LOCKS_EXCLUDED(mu_) {
+    {
+      absl::MutexLock lock(&mu_);
+      registered_ = true;
+      registration_ = std::move(status);
+      registered_at_ = store_version;
+    }
+    Schedule();
+  }
+
+  void OnWriteDone(bool ok) override { WriteDone(ok); }
+  void OnCancel() override { End(AgentGone()); }
+  void OnDone() override { Done(); }
+
+ private:
+  void Work() override {
+    enum { kNothing, kRemoved, kFailed, kWrite } next = kNothing;
+    absl::Status failed;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!viewed_) return;
+      if (node_ == nullptr) {
+        next = kRemoved;
+      } else if (registered_ && !registration_.ok()) {
+        next = kFailed;
+        failed = registration_;
+      } else if (dirty_) {
+        dirty_ = false;
+        api::SessionMessage message;
+        message.set_session_id(session_->id);
+        *message.mutable_node() = *node_;
+        if (!registered_ || node_version_ < registered_at_) {
+          // What the registration on its way (or committed, but not yet in node_) stores.
+          api::Node* n = message.mutable_node();
+          *n->mutable_description() = description_;
+          n->mutable_status()->set_state(api::NodeStatus::READY);
+          n->mutable_status()->clear_message();
+          n->mutable_status()->set_addr(addr_);
+        }
+        for (const ManagerMember& m : *members_) {
+          api::WeightedPeer* peer = message.add_managers();
+          peer->mutable_peer()->set_node_id(m.node_id);
+          peer->mutable_peer()->set_addr(m.addr);
+          peer->set_weight(kManagerWeight);
+        }
+        if (cluster_ != nullptr) {
+          *message.mutable_network_bootstrap_keys() = cluster_->network_bootstrap_keys();
+          message.set_root_ca(TrustedRoots(cluster_->root_ca()));
+        }
+        if (!last_sent_.has_value() || !SameSessionMessage(*last_sent_, message)) {
+          out_ = message;
+          last_sent_ = std::move(message);
+          next = kWrite;
+        }
+      }
+    }
+    switch (next) {
+      case kNothing:
+        return;
+      case kRemoved: {
+        const absl::Status removed = absl::PermissionDeniedError(absl::StrCat(
+            "node ", node_id_, " was removed from the swarm; join again with a join token"));
+        End(ToGrpc(removed));
+        dispatcher_->EndSession(session_, removed);
+        return;
+      }
+      case kFailed:
+        spdlog::warn("dispatcher: registering node {} failed: {}", node_id_, failed.ToString());
+        End(ToGrpc(failed));
+        dispatcher_->EndSession(session_, failed);
+        return;
+      case kWrite:
+        BeginWrite();
+        return;
+    }
+  }
+  void GrpcWrite() override { StartWrite(&out_); }
+  void GrpcFinish(grpc::Status status) override { Finish(std::move(status)); }
+
+  const std::string addr_;
+  const api::NodeDescription description_;
+  bool viewed_ ABSL_GUARDED_BY(mu_) = false;
+  std::shared_ptr<const api::Node> node_ ABSL_GUARDED_BY(mu_);  // null: not in the store
+  uint64_t node_version_ ABSL_GUARDED_BY(mu_) = 0;
+  std::shared_ptr<const api::Cluster> cluster_ ABSL_GUARDED_BY(mu_);
+  uint64_t cluster_version_ ABSL_GUARDED_BY(mu_) = 0;
+  std::shared_ptr<const std::vector<ManagerMember>> members_ ABSL_GUARDED_BY(mu_);
+  bool registered_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status registration_ ABSL_GUARDED_BY(mu_);
+  uint64_t registered_at_ ABSL_GUARDED_BY(mu_) = 0;
+  bool dirty_ ABSL_GUARDED_BY(mu_) = true;
+  std::optional<api::SessionMessage> last_sent_ ABSL_GUARDED_BY(mu_);
+  api::SessionMessage out_;  // the message being written (Work only, no write in flight)
+};
+
+// ---------------------------------------------------------------------------------------------
+// The router: node and cluster changes to the session streams, leadership, managers
+// ---------------------------------------------------------------------------------------------
+
+std::shared_ptr<store::Watcher> Dispatcher::WatchSessions(bool resync) {
+  std::vector<std::string> node_ids;
+  if (resync) {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, streams] : session_streams_) node_ids.push_back(id);
+  }
+  uint64_t version = 0;
+  std::shared_ptr<const api::Cluster> cluster;
+  absl::flat_hash_map<std::string, std::shared_ptr<const api::Node>> nodes;
+  store::WatchFilter filter;
+  filter.kinds = {api::OBJECT_KIND_NODE, api::OBJECT_KIND_CLUSTER};
+  std::shared_ptr<store::Watcher> watcher = store_->ViewAndWatch(
+      [&](const store::ReadTx& tx) {
+        version = tx.version();
+        if (!resync) return;
+        if (const api::Cluster* c = FindCluster(tx)) {
+          cluster = std::make_shared<const api::Cluster>(*c);
+        }
+        for (const std::string& id : node_ids) {
+          if (const api::Node* n = tx.Get<api::Node>(id)) {
+            nodes[id] = std::make_shared<const api::Node>(*n);
+          }
+        }
+      },
+      filter);
+  if (resync) {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, streams] : session_streams_) {
+      auto n = nodes.find(id);
+      for (SessionStream* s : streams) {
+        s->SetView(version, n == nodes.end() ? nullptr : n->second, cluster, /*force=*/true);
+      }
+    }
+  }
+  return watcher;
+}
+
+void Dispatcher::RouteSessionChange(const store::StoreChange& change) {
+  absl::MutexLock lock(&mu_);
+  for (const store::StoreEvent& event : change.events) {
+    const bool removed = event.action == api::StoreAction::REMOVE;
+    if (event.kind() == api::OBJECT_KIND_NODE) {
+      auto it = session_streams_.find(event.object->node().id());
+      if (it == session_streams_.end()) continue;
+      std::shared_ptr<const api::Node> node;
+      if (!removed) node = std::shared_ptr<const api::Node>(event.object, &event.object->node());
+      for (SessionStream* s : it->second) s->SetNode(change.version, node);
+    } else if (event.kind() == api::OBJECT_KIND_CLUSTER) {
+      std::shared_ptr<const api::Cluster> cluster;
+      if (!removed) {
+        cluster = std::shared_ptr<const api::Cluster>(event.object, &event.object->cluster());
+      }
+      for (const auto& [id, streams] : session_streams_) {
+        for (SessionStream* s : streams) s->SetCluster(change.version, cluster);
+      }
+    }
+  }
+}
+
+void Dispatcher::RouterLoop() {
+  std::shared_ptr<store::Watcher> watcher;
+  {
+    absl::MutexLock lock(&mu_);
+    watcher = router_watcher_;
+  }
+  absl::Time next_members_check = absl::InfinitePast();
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (router_stopping_) return;
+    }
+    absl::StatusOr<store::StoreChange> change = watcher->Next(absl::Now() + options_.poll_interval);
+    while (change.ok()) {
+      RouteSessionChange(*change);
+      change = watcher->Next(absl::InfinitePast());
+    }
+    if (change.status().code() != absl::StatusCode::kDeadlineExceeded) {
+      // Fell behind, or the store was restored (or this is shutdown): start over.
+      {
+        absl::MutexLock lock(&mu_);
+        if (router_stopping_) return;
+      }
+      watcher = WatchSessions(/*resync=*/true);
+      absl::MutexLock lock(&mu_);
+      if (router_stopping_) return;
+      router_watcher_ = watcher;
+    }
+    // Only the leader serves the streams: elsewhere the agents must reconnect.
+    if (!raft_->IsLeader()) EndAllStreams(NotLeader());
+    if (clock_->Now() >= next_members_check) {
+      next_members_check = clock_->Now() + HeartbeatPeriod();
+      std::vector<ManagerMember> now_members = raft_->Members();
+      absl::MutexLock lock(&mu_);
+      if (members_ == nullptr || !SameMembers(*members_, now_members)) {
+        members_ = std::make_shared<const std::vector<ManagerMember>>(std::move(now_members));
+        for (const auto& [id, streams] : session_streams_) {
+          for (SessionStream* s : streams) s->SetMembers(members_);
+        }
+      }
+    }
+  }
+}
+
 Dispatcher::Dispatcher(store::MemoryStore* store, RaftControl* raft, DispatcherOptions options)
     : store_(store),
       raft_(raft),
       options_(options),
       clock_(options.clock != nullptr ? options.clock : &RealClock()),
       batcher_(store),
-      hub_(store) {}
+      hub_(store) {
+  // The router's watcher exists before any session stream takes its view: a stream's view is
+  // never older than the changes the router has still to deliver.
+  router_watcher_ = WatchSessions(/*resync=*/false);
+  router_thread_ = std::thread([this] { RouterLoop(); });
+  for (int i = 0; i < std::max(1, options_.stream_workers); ++i) {
+    workers_.emplace_back([this] { WorkLoop(); });
+  }
+}
 
-Dispatcher::~Dispatcher() { Stop(); }
+Dispatcher::~Dispatcher() {
+  {
+    absl::MutexLock lock(&mu_);
+    destroying_ = true;
+  }
+  Stop();  // every stream has finished: nothing calls back into the dispatcher any more
+  std::shared_ptr<store::Watcher> watcher;
+  {
+    absl::MutexLock lock(&mu_);
+    router_stopping_ = true;
+    watcher = router_watcher_;
+  }
+  if (watcher != nullptr) watcher->Close();
+  router_thread_.join();
+  {
+    absl::MutexLock lock(&work_mu_);
+    work_stopping_ = true;
+  }
+  for (std::thread& t : workers_) t.join();
+}
 
 // ---------------------------------------------------------------------------------------------
 // Leadership, sessions, liveness
@@ -160,13 +660,35 @@ grpc::Status Dispatcher::NotLeader() const {
                       "election may be under way); retry shortly or try another manager");
 }
 
-grpc::Status Dispatcher::Admit(const grpc::ServerContext& context, std::string* node_id) const {
-  pki::NodeIdentity caller;
-  grpc::Status auth =
-      AuthorizeNode(context, {pki::Role::kWorker, pki::Role::kManager}, *store_, &caller);
-  if (!auth.ok()) return auth;
+grpc::Status Dispatcher::Admit(const grpc::ServerContextBase& context, std::string* node_id) const {
+  // manager::AuthorizeNode for any server context (it takes the sync API's grpc::ServerContext):
+  // a node certificate of this cluster, a worker or manager, not removed.
+  std::string cluster_id;
+  std::vector<std::string> denied;
+  store_->View([&](const store::ReadTx& tx) {
+    const api::Cluster* cluster = FindCluster(tx);
+    if (cluster == nullptr) return;
+    cluster_id = cluster->id();
+    for (const auto& [id, unused] : cluster->denied_certificates()) denied.push_back(id);
+  });
+  if (cluster_id.empty()) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "this manager has not loaded the swarm's state yet; retry shortly");
+  }
+  const std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  if (!auth) return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "no TLS on this call");
+  absl::StatusOr<pki::NodeIdentity> caller = pki::PeerIdentity(*auth);
+  if (!caller.ok()) return ToGrpc(caller.status());
+  const pki::IsRemovedFn is_removed = [&denied](absl::string_view id) {
+    return std::find(denied.begin(), denied.end(), id) != denied.end();
+  };
+  if (absl::Status s = pki::AuthorizeRole(*caller, {pki::Role::kWorker, pki::Role::kManager},
+                                          cluster_id, is_removed);
+      !s.ok()) {
+    return ToGrpc(s);
+  }
   if (!raft_->IsLeader()) return NotLeader();
-  *node_id = caller.node_id;
+  *node_id = caller->node_id;
   return grpc::Status::OK;
 }
 
@@ -193,24 +715,94 @@ absl::StatusOr<std::shared_ptr<Dispatcher::SessionState>> Dispatcher::FindSessio
   return it->second;
 }
 
-void Dispatcher::EndSessionLocked(const std::shared_ptr<SessionState>& session, absl::Status why) {
+void Dispatcher::EndSessionLocked(
+    std::shared_ptr<SessionState> session, absl::Status why,
+    std::vector<std::pair<std::shared_ptr<Stream>, grpc::Status>>* streams) {
   if (session->ended.ok()) session->ended = std::move(why);
   sessions_.erase(session->id);
   auto it = node_session_.find(session->node_id);
   if (it != node_session_.end() && it->second == session->id) node_session_.erase(it);
+  for (Stream* stream : session->streams) {
+    auto found = streams_.find(stream);
+    if (found == streams_.end()) continue;
+    if (std::shared_ptr<Stream> s = found->second.lock()) {
+      streams->emplace_back(std::move(s), ToGrpc(session->ended));
+    }
+  }
 }
 
-grpc::Status Dispatcher::StreamMustEnd(const SessionState& session,
-                                       const grpc::ServerContext& context) const {
+void Dispatcher::EndSession(const std::shared_ptr<SessionState>& session, absl::Status why) {
+  std::vector<std::pair<std::shared_ptr<Stream>, grpc::Status>> streams;
   {
     absl::MutexLock lock(&mu_);
-    if (!session.ended.ok()) return ToGrpc(session.ended);
+    EndSessionLocked(session, std::move(why), &streams);
   }
-  if (context.IsCancelled()) {
-    return grpc::Status(grpc::StatusCode::CANCELLED, "the agent closed the stream");
+  EndStreams(std::move(streams));
+}
+
+void Dispatcher::EndStreams(std::vector<std::pair<std::shared_ptr<Stream>, grpc::Status>> streams) {
+  for (auto& [stream, why] : streams) stream->End(std::move(why));
+}
+
+void Dispatcher::EndAllStreams(const grpc::Status& why) {
+  std::vector<std::pair<std::shared_ptr<Stream>, grpc::Status>> streams;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [raw, weak] : streams_) {
+      if (std::shared_ptr<Stream> s = weak.lock()) streams.emplace_back(std::move(s), why);
+    }
   }
-  if (!raft_->IsLeader()) return NotLeader();
+  EndStreams(std::move(streams));
+}
+
+grpc::Status Dispatcher::RegisterLocked(Stream* stream) {
+  if (!accepting_) return DispatcherStopped();
+  if (!stream->session()->ended.ok()) return ToGrpc(stream->session()->ended);
+  streams_[stream] = stream->weak_from_this();
+  stream->session()->streams.push_back(stream);
+  if (SessionStream* s = stream->AsSession()) session_streams_[stream->node_id()].push_back(s);
   return grpc::Status::OK;
+}
+
+void Dispatcher::Unregister(Stream* stream) {
+  absl::MutexLock lock(&mu_);
+  if (streams_.erase(stream) == 0) return;
+  std::vector<Stream*>& of_session = stream->session()->streams;
+  of_session.erase(std::remove(of_session.begin(), of_session.end(), stream), of_session.end());
+  if (SessionStream* s = stream->AsSession()) {
+    auto it = session_streams_.find(stream->node_id());
+    if (it != session_streams_.end()) {
+      it->second.erase(std::remove(it->second.begin(), it->second.end(), s), it->second.end());
+      if (it->second.empty()) session_streams_.erase(it);
+    }
+  }
+}
+
+size_t Dispatcher::stream_count() const {
+  absl::MutexLock lock(&mu_);
+  return streams_.size();
+}
+
+void Dispatcher::Enqueue(std::shared_ptr<Stream> stream) {
+  absl::MutexLock lock(&work_mu_);
+  work_.push_back(std::move(stream));
+}
+
+void Dispatcher::WorkLoop() {
+  for (;;) {
+    std::shared_ptr<Stream> stream;
+    {
+      absl::MutexLock lock(&work_mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu_) {
+        return work_stopping_ || !work_.empty();
+      };
+      work_mu_.Await(absl::Condition(&ready));
+      if (work_.empty()) return;  // stopping, and nothing left
+      stream = std::move(work_.front());
+      work_.pop_front();
+    }
+    stream->RunWork();
+  }
 }
 
 size_t Dispatcher::session_count() const {
@@ -240,21 +832,44 @@ void Dispatcher::Start() {
 
 void Dispatcher::Stop() {
   std::thread thread;
+  std::vector<std::pair<std::shared_ptr<Stream>, grpc::Status>> streams;
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
     running_ = false;
+    accepting_ = false;
     thread = std::move(liveness_thread_);
     std::vector<std::shared_ptr<SessionState>> all;
     for (auto& [id, session] : sessions_) all.push_back(session);
     for (auto& session : all) {
-      EndSessionLocked(
-          session, absl::UnavailableError("this manager's dispatcher stopped (it is no longer the "
-                                          "leader); reconnect to the current leader"));
+      EndSessionLocked(session, DispatcherStoppedError(), &streams);
     }
     grace_.clear();
   }
   if (thread.joinable()) thread.join();
+  EndStreams(std::move(streams));
+  EndAllStreams(DispatcherStopped());
+  // Every stream finishes once its write in flight completes; one whose agent stopped reading
+  // never would, so after the grace the calls still open are cancelled.
+  auto none = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return streams_.empty(); };
+  std::vector<std::shared_ptr<Stream>> stuck;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!mu_.AwaitWithTimeout(absl::Condition(&none), options_.stop_grace)) {
+      for (auto& [raw, weak] : streams_) {
+        if (std::shared_ptr<Stream> s = weak.lock()) stuck.push_back(std::move(s));
+      }
+    }
+  }
+  if (!stuck.empty()) {
+    spdlog::warn("dispatcher: cancelling {} stream(s) that did not finish within {}", stuck.size(),
+                 absl::FormatDuration(options_.stop_grace));
+    for (const auto& s : stuck) s->Cancel();
+    stuck.clear();
+  }
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(&none));
+  accepting_ = !destroying_;
 }
 
 void Dispatcher::LivenessLoop() {
@@ -282,6 +897,7 @@ void Dispatcher::CheckLiveness() {
   const absl::Time now = clock_->Now();
   OrphanTasksOfLongDownNodes(now);
   std::vector<std::string> down;
+  std::vector<std::pair<std::shared_ptr<Stream>, grpc::Status>> streams;
   {
     absl::MutexLock lock(&mu_);
     std::vector<std::shared_ptr<SessionState>> expired;
@@ -289,9 +905,11 @@ void Dispatcher::CheckLiveness() {
       if (session->expiry <= now) expired.push_back(session);
     }
     for (auto& session : expired) {
-      EndSessionLocked(session, absl::NotFoundError(absl::StrCat(
-                                    "session '", session->id,
-                                    "' expired: no heartbeat came in time; open a new session")));
+      EndSessionLocked(session,
+                       absl::NotFoundError(absl::StrCat(
+                           "session '", session->id,
+                           "' expired: no heartbeat came in time; open a new session")),
+                       &streams);
       down.push_back(session->node_id);
     }
     for (auto it = grace_.begin(); it != grace_.end();) {
@@ -303,6 +921,7 @@ void Dispatcher::CheckLiveness() {
       }
     }
   }
+  EndStreams(std::move(streams));
   if (down.empty()) return;
   std::vector<std::string> marked;
   absl::Status s = UpdateWithRetry(*store_, [&](store::WriteTx& tx) -> absl::Status {
@@ -386,44 +1005,53 @@ void Dispatcher::OrphanTasksOfLongDownNodes(absl::Time now) {
 // Session and Heartbeat
 // ---------------------------------------------------------------------------------------------
 
-grpc::Status Dispatcher::Session(grpc::ServerContext* context, const api::SessionRequest* request,
-                                 grpc::ServerWriter<api::SessionMessage>* writer) {
+grpc::ServerWriteReactor<api::SessionMessage>* Dispatcher::Session(
+    grpc::CallbackServerContext* context, const api::SessionRequest* request) {
   std::string node_id;
-  if (grpc::Status s = Admit(*context, &node_id); !s.ok()) return s;
+  if (grpc::Status s = Admit(*context, &node_id); !s.ok()) {
+    return new Refused<api::SessionMessage>(std::move(s));
+  }
   const absl::Duration period = HeartbeatPeriod();
 
   auto session = std::make_shared<SessionState>();
   session->id = NewId();
   session->node_id = node_id;
   session->expiry = clock_->Now() + period * options_.grace_multiplier;
+  const std::string addr = PeerIp(context->peer());
+  auto stream = std::make_shared<SessionStream>(
+      this, context, node_id, session, addr, request->description(),
+      std::make_shared<const std::vector<ManagerMember>>(raft_->Members()));
+  std::vector<std::pair<std::shared_ptr<Stream>, grpc::Status>> replaced;
+  grpc::Status refused;
   {
     absl::MutexLock lock(&mu_);
-    auto old = node_session_.find(node_id);
-    if (old != node_session_.end()) {
-      auto it = sessions_.find(old->second);
-      if (it != sessions_.end()) {
-        EndSessionLocked(it->second, absl::AbortedError(absl::StrCat(
-                                         "session '", old->second,
-                                         "' was replaced by a newer session of node ", node_id)));
+    if (!accepting_) {
+      refused = DispatcherStopped();
+    } else {
+      auto old = node_session_.find(node_id);
+      if (old != node_session_.end()) {
+        auto it = sessions_.find(old->second);
+        if (it != sessions_.end()) {
+          EndSessionLocked(it->second,
+                           absl::AbortedError(absl::StrCat("session '", old->second,
+                                                           "' was replaced by a newer session of "
+                                                           "node ",
+                                                           node_id)),
+                           &replaced);
+        }
       }
+      sessions_[session->id] = session;
+      node_session_[node_id] = session->id;
+      grace_.erase(node_id);
+      // From here on the router hands the stream every change of its node and the cluster.
+      refused = RegisterLocked(stream.get());
+      if (refused.ok()) stream->Own();
     }
-    sessions_[session->id] = session;
-    node_session_[node_id] = session->id;
-    grace_.erase(node_id);
   }
-  auto forget = [&](absl::Status why) {
-    absl::MutexLock lock(&mu_);
-    EndSessionLocked(session, std::move(why));
-  };
+  EndStreams(std::move(replaced));
+  if (!refused.ok()) return new Refused<api::SessionMessage>(std::move(refused));
 
   // The registration is committed with other nodes' writes; the stream does not wait for it.
-  const std::string addr = PeerIp(context->peer());
-  struct Registration {
-    absl::Mutex mu;
-    bool done ABSL_GUARDED_BY(mu) = false;
-    absl::Status status ABSL_GUARDED_BY(mu);
-  };
-  auto registration = std::make_shared<Registration>();
   batcher_.WriteAsync(
       [node_id, addr, description = request->description()](store::WriteTx& tx) -> absl::Status {
         const api::Node* node = tx.Get<api::Node>(node_id);
@@ -439,129 +1067,38 @@ grpc::Status Dispatcher::Session(grpc::ServerContext* context, const api::Sessio
         updated.mutable_status()->set_addr(addr);
         return tx.Update(std::move(updated));
       },
-      [registration](absl::Status s) {
-        absl::MutexLock lock(&registration->mu);
-        registration->done = true;
-        registration->status = std::move(s);
+      [stream, store = store_](absl::Status s) {
+        stream->Registered(std::move(s), store->version());
       });
-  auto registration_failed = [&]() -> absl::Status {
-    absl::MutexLock lock(&registration->mu);
-    return registration->done ? registration->status : absl::OkStatus();
-  };
-  auto registration_pending = [&]() {
-    absl::MutexLock lock(&registration->mu);
-    return !registration->done;
-  };
 
-  // The node and the cluster, watched from here on.
-  std::optional<api::Node> node;
-  std::optional<api::Cluster> cluster;
-  auto read = [&](const store::ReadTx& tx) {
-    const api::Node* n = tx.Get<api::Node>(node_id);
-    node = n ? std::optional<api::Node>(*n) : std::nullopt;
-    const api::Cluster* c = FindCluster(tx);
-    cluster = c ? std::optional<api::Cluster>(*c) : std::nullopt;
-  };
-  store::WatchFilter filter;
-  filter.kinds = {api::OBJECT_KIND_NODE, api::OBJECT_KIND_CLUSTER};
-  filter.predicate = [node_id](const api::StoreObject& o) {
-    return !o.has_node() || o.node().id() == node_id;
-  };
-  std::unique_ptr<store::Watcher> watcher = store_->ViewAndWatch(read, filter);
-
-  std::vector<ManagerMember> members = raft_->Members();
-  absl::Time next_members_check = clock_->Now() + period;
-  std::optional<api::SessionMessage> last_sent;
-  bool dirty = true;
-  while (true) {
-    if (!node.has_value()) {
-      absl::Status removed = absl::PermissionDeniedError(absl::StrCat(
-          "node ", node_id, " was removed from the swarm; join again with a join token"));
-      forget(removed);
-      return ToGrpc(removed);
-    }
-    if (dirty) {
-      dirty = false;
-      api::SessionMessage message;
-      message.set_session_id(session->id);
-      *message.mutable_node() = *node;
-      if (registration_pending()) {
-        // What the registration on its way will store.
-        api::Node* n = message.mutable_node();
-        *n->mutable_description() = request->description();
-        n->mutable_status()->set_state(api::NodeStatus::READY);
-        n->mutable_status()->clear_message();
-        n->mutable_status()->set_addr(addr);
-      }
-      for (const ManagerMember& m : members) {
-        api::WeightedPeer* peer = message.add_managers();
-        peer->mutable_peer()->set_node_id(m.node_id);
-        peer->mutable_peer()->set_addr(m.addr);
-        peer->set_weight(kManagerWeight);
-      }
-      if (cluster.has_value()) {
-        *message.mutable_network_bootstrap_keys() = cluster->network_bootstrap_keys();
-        message.set_root_ca(TrustedRoots(cluster->root_ca()));
-      }
-      if (!last_sent.has_value() || !SameSessionMessage(*last_sent, message)) {
-        if (!writer->Write(message)) {
-          return grpc::Status(grpc::StatusCode::CANCELLED, "the agent closed the stream");
-        }
-        last_sent = std::move(message);
-      }
-    }
-    if (grpc::Status end = StreamMustEnd(*session, *context); !end.ok()) return end;
-    if (absl::Status failed = registration_failed(); !failed.ok()) {
-      spdlog::warn("dispatcher: registering node {} failed: {}", node_id, failed.ToString());
-      forget(failed);
-      return ToGrpc(failed);
-    }
-
-    auto change = watcher->Next(absl::Now() + options_.poll_interval);
-    if (change.ok()) {
-      do {
-        for (const store::StoreEvent& event : change->events) {
-          if (event.kind() == api::OBJECT_KIND_NODE) {
-            if (event.action == api::StoreAction::REMOVE) {
-              node.reset();
-            } else {
-              node = event.object->node();
-            }
-          } else if (event.kind() == api::OBJECT_KIND_CLUSTER) {
-            if (event.action == api::StoreAction::REMOVE) {
-              cluster.reset();
-            } else {
-              cluster = event.object->cluster();
-            }
-          }
-        }
-        change = watcher->Next(absl::InfinitePast());
-      } while (change.ok());
-      dirty = true;
-    }
-    if (!change.ok() && change.status().code() != absl::StatusCode::kDeadlineExceeded) {
-      // Fell behind or the store was restored: start over from a fresh view.
-      watcher = store_->ViewAndWatch(read, filter);
-      dirty = true;
-    }
-    if (clock_->Now() >= next_members_check) {
-      next_members_check = clock_->Now() + HeartbeatPeriod();
-      std::vector<ManagerMember> now_members = raft_->Members();
-      if (!SameMembers(now_members, members)) {
-        members = std::move(now_members);
-        dirty = true;
-      }
-    }
-  }
+  // The node and the cluster now; the router delivers what changes after this view.
+  uint64_t version = 0;
+  std::shared_ptr<const api::Node> node;
+  std::shared_ptr<const api::Cluster> cluster;
+  store_->View([&](const store::ReadTx& tx) {
+    version = tx.version();
+    if (const api::Node* n = tx.Get<api::Node>(node_id)) node = std::make_shared<api::Node>(*n);
+    if (const api::Cluster* c = FindCluster(tx)) cluster = std::make_shared<api::Cluster>(*c);
+  });
+  stream->SetView(version, std::move(node), std::move(cluster), /*force=*/false);
+  return stream.get();
 }
 
-grpc::Status Dispatcher::Heartbeat(grpc::ServerContext* context,
-                                   const api::HeartbeatRequest* request,
-                                   api::HeartbeatResponse* response) {
+grpc::ServerUnaryReactor* Dispatcher::Heartbeat(grpc::CallbackServerContext* context,
+                                                const api::HeartbeatRequest* request,
+                                                api::HeartbeatResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(DoHeartbeat(*context, *request, response));
+  return reactor;
+}
+
+grpc::Status Dispatcher::DoHeartbeat(const grpc::ServerContextBase& context,
+                                     const api::HeartbeatRequest& request,
+                                     api::HeartbeatResponse* response) {
   std::string node_id;
-  if (grpc::Status s = Admit(*context, &node_id); !s.ok()) return s;
+  if (grpc::Status s = Admit(context, &node_id); !s.ok()) return s;
   const absl::Duration period = HeartbeatPeriod();
-  auto session = FindSession(request->session_id(), node_id);
+  auto session = FindSession(request.session_id(), node_id);
   if (!session.ok()) return ToGrpc(session.status());
   {
     absl::MutexLock lock(&mu_);
@@ -577,117 +1114,161 @@ grpc::Status Dispatcher::Heartbeat(grpc::ServerContext* context,
 // Tasks
 // ---------------------------------------------------------------------------------------------
 
-grpc::Status Dispatcher::UpdateTaskStatus(grpc::ServerContext* context,
-                                          const api::UpdateTaskStatusRequest* request,
-                                          api::UpdateTaskStatusResponse*) {
+grpc::ServerUnaryReactor* Dispatcher::UpdateTaskStatus(grpc::CallbackServerContext* context,
+                                                       const api::UpdateTaskStatusRequest* request,
+                                                       api::UpdateTaskStatusResponse*) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   std::string node_id;
-  if (grpc::Status s = Admit(*context, &node_id); !s.ok()) return s;
-  if (auto session = FindSession(request->session_id(), node_id); !session.ok()) {
-    return ToGrpc(session.status());
+  if (grpc::Status s = Admit(*context, &node_id); !s.ok()) {
+    reactor->Finish(s);
+    return reactor;
   }
-  if (request->updates().empty()) return grpc::Status::OK;
-  absl::Status s = batcher_.Write([&](store::WriteTx& tx) -> absl::Status {
-    const absl::Time now = clock_->Now();
-    for (const auto& update : request->updates()) {
-      const api::Task* task = tx.Get<api::Task>(update.task_id());
-      // Only the node's own tasks, and only forward.
-      if (task == nullptr || task->node_id() != node_id) continue;
-      if (update.status().state() < task->status().state()) continue;
-      api::Task updated = *task;
-      *updated.mutable_status() = update.status();
-      updated.mutable_status()->set_applied_by(node_id);
-      ToProto(now, updated.mutable_status()->mutable_applied_at());
-      if (absl::Status u = tx.Update(std::move(updated)); !u.ok()) return u;
-    }
-    return absl::OkStatus();
-  });
-  return ToGrpc(s);
+  if (auto session = FindSession(request->session_id(), node_id); !session.ok()) {
+    reactor->Finish(ToGrpc(session.status()));
+    return reactor;
+  }
+  if (request->updates().empty()) {
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  // The request lives until the reactor finishes, which is after the function last runs.
+  Clock* const clock = clock_;
+  batcher_.WriteAsync(
+      [request, node_id, clock](store::WriteTx& tx) -> absl::Status {
+        const absl::Time now = clock->Now();
+        for (const auto& update : request->updates()) {
+          const api::Task* task = tx.Get<api::Task>(update.task_id());
+          // Only the node's own tasks, and only forward.
+          if (task == nullptr || task->node_id() != node_id) continue;
+          if (update.status().state() < task->status().state()) continue;
+          api::Task updated = *task;
+          *updated.mutable_status() = update.status();
+          updated.mutable_status()->set_applied_by(node_id);
+          ToProto(now, updated.mutable_status()->mutable_applied_at());
+          if (absl::Status u = tx.Update(std::move(updated)); !u.ok()) return u;
+        }
+        return absl::OkStatus();
+      },
+      [reactor](absl::Status s) { reactor->Finish(ToGrpc(s)); });
+  return reactor;
 }
 
-grpc::Status Dispatcher::Assignments(grpc::ServerContext* context,
-                                     const api::AssignmentsRequest* request,
-                                     grpc::ServerWriter<api::AssignmentsMessage>* writer) {
-  std::string node_id;
-  if (grpc::Status s = Admit(*context, &node_id); !s.ok()) return s;
-  auto found = FindSession(request->session_id(), node_id);
-  if (!found.ok()) return ToGrpc(found.status());
-  std::shared_ptr<SessionState> session = *found;
-  const grpc::Status agent_gone(grpc::StatusCode::CANCELLED, "the agent closed the stream");
+// ---------------------------------------------------------------------------------------------
+// Assignments
+// ---------------------------------------------------------------------------------------------
 
-  // What the node holds, as this stream told it: the store's own immutable task objects.
-  std::map<std::string, store::ObjectPtr> tasks;
-  std::set<std::string> secrets;
-  std::set<std::string> configs;
-  uint64_t sequence = 0;
+// An Assignments stream: a COMPLETE set, then INCREMENTAL changes built from the node's hub
+// subscription. The hub calls back when the subscription has something; a worker then takes
+// the pending events and writes one message. While that write is in flight nothing is taken:
+// further changes coalesce, by object, in the subscription's pending set.
+class Dispatcher::AssignmentsStream final
+    : public Stream,
+      public grpc::ServerWriteReactor<api::AssignmentsMessage> {
+ public:
+  using Stream::Stream;
 
-  // Events from here on are queued for this node; a view then says where they start.
-  std::unique_ptr<AssignmentHub::Handle> subscription = hub_.Subscribe(node_id);
+  // Starts the stream: from now on every change for the node is kept for it.
+  void Subscribe(AssignmentHub* hub) ABSL_LOCKS_EXCLUDED(mu_) {
+    std::weak_ptr<Stream> weak = weak_from_this();
+    std::unique_ptr<AssignmentHub::Handle> handle = hub->Subscribe(node_id_, [weak] {
+      // On the hub's thread, under its lock: only queue the stream for a worker.
+      if (std::shared_ptr<Stream> stream = weak.lock()) stream->Schedule();
+    });
+    {
+      absl::MutexLock lock(&mu_);
+      subscription_ = std::move(handle);
+    }
+    Schedule();
+  }
+
+  void OnWriteDone(bool ok) override { WriteDone(ok); }
+  void OnCancel() override { End(AgentGone()); }
+  void OnDone() override { Done(); }
+
+ private:
+  void Work() override {
+    AssignmentHub::Handle* subscription = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      subscription = subscription_.get();  // reset only by OnDone, which cannot run meanwhile
+    }
+    if (subscription == nullptr) return;
+    api::AssignmentsMessage message;
+    if (sequence_ == 0) {
+      Complete(*subscription, &message);
+    } else {
+      absl::Status next = (*subscription)->Take(&events_);
+      if (absl::IsCancelled(next)) {
+        End(dispatcher_->NotLeader());
+        return;
+      }
+      if (!next.ok()) {
+        // Events were dropped (the hub or this stream fell behind): a new full set.
+        Complete(*subscription, &message);
+      } else {
+        if (events_.empty()) return;
+        Incremental(events_, &message);
+        events_.clear();
+        if (message.changes_size() == 0) return;
+        message.set_applies_to(std::to_string(sequence_));
+        message.set_results_in(std::to_string(++sequence_));
+      }
+    }
+    out_ = std::move(message);
+    BeginWrite();
+  }
 
   // The full set, from a fresh view.
-  auto send_complete = [&]() {
-    api::AssignmentsMessage complete;
-    complete.set_type(api::AssignmentsMessage::COMPLETE);
-    tasks.clear();
-    secrets.clear();
-    configs.clear();
+  void Complete(AssignmentHub::Handle& subscription, api::AssignmentsMessage* complete) {
+    complete->set_type(api::AssignmentsMessage::COMPLETE);
+    tasks_.clear();
+    secrets_.clear();
+    configs_.clear();
     uint64_t version = 0;
-    store_->View([&](const store::ReadTx& tx) {
+    dispatcher_->store_->View([&](const store::ReadTx& tx) {
       version = tx.version();
-      for (const api::Task* t : tx.FindTasksByNode(node_id)) {
-        if (!Assignable(*t, node_id)) continue;
-        AddReferences(*t, &secrets, &configs);
-        tasks[t->id()] = std::make_shared<const api::StoreObject>(store::Wrap(*t));
+      for (const api::Task* t : tx.FindTasksByNode(node_id_)) {
+        if (!Assignable(*t, node_id_)) continue;
+        AddReferences(*t, &secrets_, &configs_);
+        tasks_[t->id()] = std::make_shared<const api::StoreObject>(store::Wrap(*t));
       }
-      for (const auto& [id, task] : tasks) {
-        *complete.add_changes()->mutable_assignment()->mutable_task() = task->task();
+      for (const auto& [id, task] : tasks_) {
+        *complete->add_changes()->mutable_assignment()->mutable_task() = task->task();
       }
-      for (const std::string& id : secrets) {
+      for (const std::string& id : secrets_) {
         if (const api::Secret* s = tx.Get<api::Secret>(id)) {
-          *complete.add_changes()->mutable_assignment()->mutable_secret() = *s;
+          *complete->add_changes()->mutable_assignment()->mutable_secret() = *s;
         }
       }
-      for (const std::string& id : configs) {
+      for (const std::string& id : configs_) {
         if (const api::Config* c = tx.Get<api::Config>(id)) {
-          *complete.add_changes()->mutable_assignment()->mutable_config() = *c;
+          *complete->add_changes()->mutable_assignment()->mutable_config() = *c;
         }
       }
     });
-    (*subscription)->SkipThrough(version);
-    complete.set_results_in(std::to_string(++sequence));
-    return writer->Write(complete);
-  };
+    subscription->SkipThrough(version);
+    complete->set_results_in(std::to_string(++sequence_));
+  }
 
-  if (!send_complete()) return agent_gone;
-  std::vector<store::StoreEvent> events;
-  while (true) {
-    if (grpc::Status end = StreamMustEnd(*session, *context); !end.ok()) return end;
-    absl::Status next = (*subscription)->Next(absl::Now() + options_.poll_interval, &events);
-    if (absl::IsCancelled(next)) return NotLeader();
-    if (!next.ok()) {
-      // Events were dropped (the hub or this stream fell behind): a new full set.
-      if (!send_complete()) return agent_gone;
-      continue;
-    }
-    if (events.empty()) continue;
-
-    api::AssignmentsMessage message;
-    message.set_type(api::AssignmentsMessage::INCREMENTAL);
+  // The changes `events` make to what the node holds.
+  void Incremental(const std::vector<store::StoreEvent>& events, api::AssignmentsMessage* message) {
+    message->set_type(api::AssignmentsMessage::INCREMENTAL);
     std::set<std::string> changed_secrets, changed_configs, removed_secrets, removed_configs;
     for (const store::StoreEvent& event : events) {
       switch (event.kind()) {
         case api::OBJECT_KIND_TASK: {
           const api::Task& t = event.object->task();
-          auto held = tasks.find(t.id());
-          if (event.action == api::StoreAction::REMOVE || !Assignable(t, node_id)) {
-            if (held != tasks.end()) {
-              tasks.erase(held);
-              api::AssignmentChange* c = message.add_changes();
+          auto held = tasks_.find(t.id());
+          if (event.action == api::StoreAction::REMOVE || !Assignable(t, node_id_)) {
+            if (held != tasks_.end()) {
+              tasks_.erase(held);
+              api::AssignmentChange* c = message->add_changes();
               c->set_action(api::AssignmentChange::REMOVE);
               c->mutable_assignment()->mutable_task()->set_id(t.id());
             }
-          } else if (held == tasks.end() || DiffersBeyondStatus(held->second->task(), t)) {
-            tasks[t.id()] = event.object;
-            api::AssignmentChange* c = message.add_changes();
+          } else if (held == tasks_.end() || DiffersBeyondStatus(held->second->task(), t)) {
+            tasks_[t.id()] = event.object;
+            api::AssignmentChange* c = message->add_changes();
             c->set_action(api::AssignmentChange::UPDATE);
             *c->mutable_assignment()->mutable_task() = t;
           } else {
@@ -697,13 +1278,13 @@ grpc::Status Dispatcher::Assignments(grpc::ServerContext* context,
         }
         case api::OBJECT_KIND_SECRET: {
           const std::string& id = event.object->secret().id();
-          if (!secrets.count(id)) break;
+          if (!secrets_.count(id)) break;
           (event.action == api::StoreAction::REMOVE ? removed_secrets : changed_secrets).insert(id);
           break;
         }
         case api::OBJECT_KIND_CONFIG: {
           const std::string& id = event.object->config().id();
-          if (!configs.count(id)) break;
+          if (!configs_.count(id)) break;
           (event.action == api::StoreAction::REMOVE ? removed_configs : changed_configs).insert(id);
           break;
         }
@@ -715,63 +1296,98 @@ grpc::Status Dispatcher::Assignments(grpc::ServerContext* context,
     // Secrets and configs follow the task set: newly referenced ones are sent, no longer
     // referenced ones removed.
     std::set<std::string> want_secrets, want_configs;
-    for (const auto& [id, task] : tasks) {
+    for (const auto& [id, task] : tasks_) {
       AddReferences(task->task(), &want_secrets, &want_configs);
     }
-    const bool references_changed = want_secrets != secrets || want_configs != configs ||
+    const bool references_changed = want_secrets != secrets_ || want_configs != configs_ ||
                                     !changed_secrets.empty() || !changed_configs.empty() ||
                                     !removed_secrets.empty() || !removed_configs.empty();
     if (references_changed) {
-      store_->View([&](const store::ReadTx& tx) {
+      dispatcher_->store_->View([&](const store::ReadTx& tx) {
         for (const std::string& id : want_secrets) {
           if (removed_secrets.count(id)) continue;
-          if (secrets.count(id) && !changed_secrets.count(id)) continue;
+          if (secrets_.count(id) && !changed_secrets.count(id)) continue;
           if (const api::Secret* s = tx.Get<api::Secret>(id)) {
-            api::AssignmentChange* c = message.add_changes();
+            api::AssignmentChange* c = message->add_changes();
             c->set_action(api::AssignmentChange::UPDATE);
             *c->mutable_assignment()->mutable_secret() = *s;
           }
         }
         for (const std::string& id : want_configs) {
           if (removed_configs.count(id)) continue;
-          if (configs.count(id) && !changed_configs.count(id)) continue;
+          if (configs_.count(id) && !changed_configs.count(id)) continue;
           if (const api::Config* c = tx.Get<api::Config>(id)) {
-            api::AssignmentChange* ch = message.add_changes();
+            api::AssignmentChange* ch = message->add_changes();
             ch->set_action(api::AssignmentChange::UPDATE);
             *ch->mutable_assignment()->mutable_config() = *c;
           }
         }
       });
-      for (const std::string& id : secrets) {
+      for (const std::string& id : secrets_) {
         if (!want_secrets.count(id) || removed_secrets.count(id)) {
-          api::AssignmentChange* c = message.add_changes();
+          api::AssignmentChange* c = message->add_changes();
           c->set_action(api::AssignmentChange::REMOVE);
           c->mutable_assignment()->mutable_secret()->set_id(id);
         }
       }
-      for (const std::string& id : configs) {
+      for (const std::string& id : configs_) {
         if (!want_configs.count(id) || removed_configs.count(id)) {
-          api::AssignmentChange* c = message.add_changes();
+          api::AssignmentChange* c = message->add_changes();
           c->set_action(api::AssignmentChange::REMOVE);
           c->mutable_assignment()->mutable_config()->set_id(id);
         }
       }
-      secrets.clear();
+      secrets_.clear();
       for (const std::string& id : want_secrets) {
-        if (!removed_secrets.count(id)) secrets.insert(id);
+        if (!removed_secrets.count(id)) secrets_.insert(id);
       }
-      configs.clear();
+      configs_.clear();
       for (const std::string& id : want_configs) {
-        if (!removed_configs.count(id)) configs.insert(id);
+        if (!removed_configs.count(id)) configs_.insert(id);
       }
-    }
-
-    if (message.changes_size() > 0) {
-      message.set_applies_to(std::to_string(sequence));
-      message.set_results_in(std::to_string(++sequence));
-      if (!writer->Write(message)) return agent_gone;
     }
   }
+
+  void GrpcWrite() override { StartWrite(&out_); }
+  void GrpcFinish(grpc::Status status) override { Finish(std::move(status)); }
+  void Release() override {
+    std::unique_ptr<AssignmentHub::Handle> subscription;
+    {
+      absl::MutexLock lock(&mu_);
+      subscription = std::move(subscription_);
+    }
+    // Unsubscribes (outside mu_: the hub's callback takes it under the hub's lock).
+  }
+
+  std::unique_ptr<AssignmentHub::Handle> subscription_ ABSL_GUARDED_BY(mu_);
+  // The rest is the worker's (Work runs on one worker at a time).
+  // What the node holds, as this stream told it: the store's own immutable task objects.
+  std::map<std::string, store::ObjectPtr> tasks_;
+  std::set<std::string> secrets_;
+  std::set<std::string> configs_;
+  uint64_t sequence_ = 0;  // of the last message sent; 0 before the COMPLETE set
+  std::vector<store::StoreEvent> events_;
+  api::AssignmentsMessage out_;  // the message being written
+};
+
+grpc::ServerWriteReactor<api::AssignmentsMessage>* Dispatcher::Assignments(
+    grpc::CallbackServerContext* context, const api::AssignmentsRequest* request) {
+  std::string node_id;
+  if (grpc::Status s = Admit(*context, &node_id); !s.ok()) {
+    return new Refused<api::AssignmentsMessage>(std::move(s));
+  }
+  auto found = FindSession(request->session_id(), node_id);
+  if (!found.ok()) return new Refused<api::AssignmentsMessage>(ToGrpc(found.status()));
+  auto stream = std::make_shared<AssignmentsStream>(this, context, node_id, *found);
+  grpc::Status refused;
+  {
+    absl::MutexLock lock(&mu_);
+    refused = RegisterLocked(stream.get());
+    if (refused.ok()) stream->Own();
+  }
+  if (!refused.ok()) return new Refused<api::AssignmentsMessage>(std::move(refused));
+  stream->Subscribe(&hub_);
+  return stream.get();
 }
 
 }  // namespace shoal::manager

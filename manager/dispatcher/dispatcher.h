@@ -1,8 +1,8 @@
 // Dispatcher: the leader's end of every agent's channel (proto/dispatcher.proto) — sessions,
 // heartbeats, node liveness, task status reports and the assignment stream.
 //
-// Every call is authorised by the caller's node certificate (manager::AuthorizeNode, workers and
-// managers; the node ID is the certificate's CN, never a request field), and answered only by
+// Every call is authorised by the caller's node certificate (as manager::AuthorizeNode: workers
+// and managers; the node ID is the certificate's CN, never a request field), and answered only by
 // the Raft leader: elsewhere UNAVAILABLE "this manager is not the leader; the leader is at ADDR".
 //
 //   Session      Registers a session (random ID) for the node, replacing any previous one, and
@@ -39,18 +39,32 @@
 // its unfinished tasks marked ORPHANED: nobody knows what became of them, and the task reaper
 // may now delete them.
 //
-// Time: expiries are on options.clock (ManualClock in tests). Waits are bounded in real time
-// (options.poll_interval) so that a manual clock's progress, leadership changes and cancellation
-// are all noticed without any other wake-up.
+// Time: expiries are on options.clock (ManualClock in tests). The liveness loop's and the
+// router's waits are bounded in real time (options.poll_interval) so that a manual clock's
+// progress and leadership changes are noticed without any other wake-up; an agent's
+// cancellation is a gRPC reaction (OnCancel).
 //
-// Thread-safety: gRPC runs the handlers concurrently on its threads; Start and Stop may be called
-// from any thread and are idempotent. Stop ends every open stream.
+// Threads: served with gRPC's callback API, so no call holds a thread while it waits. Heartbeat
+// answers at once; UpdateTaskStatus answers from the WriteBatcher's completion callback; each
+// Session and Assignments stream is a reactor with at most one write in flight, fed by
+// notifications: one store watcher (nodes, cluster) routed by node to the session streams, the
+// AssignmentHub for the assignment streams. A small fixed pool of stream workers builds the
+// messages and starts the writes; while a write is in flight, newer session state supersedes
+// the unsent message and assignment changes coalesce by object in the node's hub subscription.
+// One router thread also ends every stream when this manager stops leading and refreshes the
+// manager list every heartbeat period. The thread count does not depend on the number of nodes.
+//
+// Thread-safety: handlers run concurrently on gRPC's threads; Start and Stop may be called from
+// any thread and are idempotent. Stop ends every open stream and returns once each has finished
+// (a stream whose agent does not read is cancelled after options.stop_grace).
 #ifndef SHOAL_MANAGER_DISPATCHER_DISPATCHER_H_
 #define SHOAL_MANAGER_DISPATCHER_DISPATCHER_H_
 
+#include <deque>
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
@@ -78,39 +92,50 @@ struct DispatcherOptions {
   int grace_multiplier = 3;
   // How often (on the clock) the liveness loop looks for expired sessions.
   absl::Duration liveness_check_interval = absl::Milliseconds(500);
-  // Longest real-time wait of a stream or loop before it looks again at its session, the
-  // leadership, the clock and cancellation.
+  // Longest real-time wait of the liveness loop and the stream router before they look again at
+  // the clock and the leadership.
   absl::Duration poll_interval = absl::Milliseconds(500);
   // A node DOWN this long gets its unfinished tasks marked ORPHANED.
   absl::Duration orphan_after = absl::Hours(24);
+  // Threads that build the streams' messages and start their writes.
+  int stream_workers = 2;
+  // How long Stop waits (real time) for the streams to finish on their own before it cancels the
+  // calls still open (an agent that stopped reading leaves a write pending forever).
+  absl::Duration stop_grace = absl::Seconds(2);
 };
 
 // The IP in a gRPC peer string ("ipv4:10.0.0.1:4567" -> "10.0.0.1", "ipv6:[::1]:4567" or
 // "ipv6:%5B::1%5D:4567" -> "::1"); "" for other forms (e.g. unix sockets).
 std::string PeerIp(absl::string_view grpc_peer);
 
-class Dispatcher : public api::Dispatcher::Service {
+// A grpc::Service (api::Dispatcher::CallbackService derives from it): registered with
+// ServerBuilder::RegisterService like the synchronous services beside it, on the same server.
+class Dispatcher : public api::Dispatcher::CallbackService {
  public:
   // `store` and `raft` are not owned and must outlive the dispatcher.
   Dispatcher(store::MemoryStore* store, RaftControl* raft, DispatcherOptions options = {});
-  ~Dispatcher() override;  // Stop()s
+  ~Dispatcher() override;  // Stop()s; then refuses calls (the server must be shut down first)
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;
 
   // Starts the liveness loop (on becoming leader); gives READY nodes their grace.
   void Start();
-  // Stops the loop, ends every session and open stream (UNAVAILABLE) and forgets them.
+  // Stops the loop, ends every session and open stream (UNAVAILABLE) and forgets them; returns
+  // once every stream has finished (OnDone).
   void Stop();
 
-  grpc::Status Session(grpc::ServerContext* context, const api::SessionRequest* request,
-                       grpc::ServerWriter<api::SessionMessage>* writer) override;
-  grpc::Status Heartbeat(grpc::ServerContext* context, const api::HeartbeatRequest* request,
-                         api::HeartbeatResponse* response) override;
-  grpc::Status UpdateTaskStatus(grpc::ServerContext* context,
-                                const api::UpdateTaskStatusRequest* request,
-                                api::UpdateTaskStatusResponse* response) override;
-  grpc::Status Assignments(grpc::ServerContext* context, const api::AssignmentsRequest* request,
-                           grpc::ServerWriter<api::AssignmentsMessage>* writer) override;
+  grpc::ServerWriteReactor<api::SessionMessage>* Session(
+      grpc::CallbackServerContext* context, const api::SessionRequest* request) override;
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
+                                      const api::HeartbeatRequest* request,
+                                      api::HeartbeatResponse* response) override;
+  // Answers from the WriteBatcher's completion callback, once the reports are committed: no
+  // thread waits for the commit.
+  grpc::ServerUnaryReactor* UpdateTaskStatus(grpc::CallbackServerContext* context,
+                                             const api::UpdateTaskStatusRequest* request,
+                                             api::UpdateTaskStatusResponse* response) override;
+  grpc::ServerWriteReactor<api::AssignmentsMessage>* Assignments(
+      grpc::CallbackServerContext* context, const api::AssignmentsRequest* request) override;
 
   // One pass of the liveness loop: ends expired sessions and marks their nodes DOWN, and the
   // nodes whose start-of-leadership grace ran out without a session. The loop calls it every
@@ -121,30 +146,63 @@ class Dispatcher : public api::Dispatcher::Service {
   size_t session_count() const;
   // Store commits made for agents' writes so far (for tests and metrics).
   size_t write_commits() const { return batcher_.commits(); }
+  // Session and Assignments streams open now (for tests and metrics).
+  size_t stream_count() const;
 
  private:
+  class Stream;
+  class SessionStream;
+  class AssignmentsStream;
+
   struct SessionState {
     std::string id;
     std::string node_id;
     absl::Time expiry;   // on the clock
     absl::Status ended;  // OK while live; why it ended otherwise
+    // Its open streams (guarded by the dispatcher's mu_): ended with it.
+    std::vector<Stream*> streams;
   };
 
   // AuthorizeNode + the leader check; `node_id` receives the caller's node ID.
-  grpc::Status Admit(const grpc::ServerContext& context, std::string* node_id) const;
+  grpc::Status Admit(const grpc::ServerContextBase& context, std::string* node_id) const;
   grpc::Status NotLeader() const;
+  grpc::Status DoHeartbeat(const grpc::ServerContextBase& context,
+                           const api::HeartbeatRequest& request, api::HeartbeatResponse* response);
   // The caller's live session `session_id`, or NOT_FOUND.
   absl::StatusOr<std::shared_ptr<SessionState>> FindSession(absl::string_view session_id,
                                                             absl::string_view node_id) const;
-  // Non-OK when a stream of `session` must end now.
-  grpc::Status StreamMustEnd(const SessionState& session, const grpc::ServerContext& context) const;
   absl::Duration HeartbeatPeriod() const;
   void LivenessLoop();
   // Marks ORPHANED the unfinished tasks of nodes DOWN for longer than orphan_after.
   void OrphanTasksOfLongDownNodes(absl::Time now);
-  // Ends `session` with `why` and forgets it. REQUIRES: mu_ held.
-  void EndSessionLocked(const std::shared_ptr<SessionState>& session, absl::Status why)
+  // Ends `session` with `why` and forgets it; appends its streams to *streams, which the caller
+  // must End (outside mu_) with the session's `ended` status. `session` is taken by value: the
+  // caller's may be the map entry this erases.
+  void EndSessionLocked(std::shared_ptr<SessionState> session, absl::Status why,
+                        std::vector<std::pair<std::shared_ptr<Stream>, grpc::Status>>* streams)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // EndSessionLocked, then ends the streams.
+  void EndSession(const std::shared_ptr<SessionState>& session, absl::Status why)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  static void EndStreams(std::vector<std::pair<std::shared_ptr<Stream>, grpc::Status>> streams);
+
+  // Streams. Register fails (the stream must finish with the returned status) while Stop is
+  // ending the streams, or once the stream's session has ended.
+  grpc::Status RegisterLocked(Stream* stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Unregister(Stream* stream) ABSL_LOCKS_EXCLUDED(mu_);
+  // Queues `stream` for a worker.
+  void Enqueue(std::shared_ptr<Stream> stream) ABSL_LOCKS_EXCLUDED(work_mu_);
+  void WorkLoop();
+  // Routes node and cluster changes to the session streams; ends every stream when this manager
+  // stops leading; refreshes the managers list every heartbeat period.
+  void RouterLoop();
+  void RouteSessionChange(const store::StoreChange& change) ABSL_LOCKS_EXCLUDED(mu_);
+  // A new watcher for the router, and (`resync`: after the previous one was closed because it
+  // fell behind or the store was restored) a fresh view of the nodes and the cluster for every
+  // session stream.
+  std::shared_ptr<store::Watcher> WatchSessions(bool resync) ABSL_LOCKS_EXCLUDED(mu_);
+  // Ends every stream with `why` (leadership lost, dispatcher stopping).
+  void EndAllStreams(const grpc::Status& why) ABSL_LOCKS_EXCLUDED(mu_);
 
   store::MemoryStore* const store_;
   RaftControl* const raft_;
@@ -159,6 +217,25 @@ class Dispatcher : public api::Dispatcher::Service {
   bool running_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread liveness_thread_ ABSL_GUARDED_BY(mu_);
+
+  // Open streams, and the session streams by node.
+  absl::flat_hash_map<Stream*, std::weak_ptr<Stream>> streams_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::vector<SessionStream*>> session_streams_
+      ABSL_GUARDED_BY(mu_);
+  // False while Stop ends the streams, and from destruction on: new streams are refused.
+  bool accepting_ ABSL_GUARDED_BY(mu_) = true;
+  bool destroying_ ABSL_GUARDED_BY(mu_) = false;
+  // The managers as the session streams were last told (refreshed every heartbeat period).
+  std::shared_ptr<const std::vector<ManagerMember>> members_ ABSL_GUARDED_BY(mu_);
+  std::thread router_thread_;
+  // The router's current watcher (Close()d on destruction to wake the router), and its flag.
+  std::shared_ptr<store::Watcher> router_watcher_ ABSL_GUARDED_BY(mu_);
+  bool router_stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  absl::Mutex work_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  std::deque<std::shared_ptr<Stream>> work_ ABSL_GUARDED_BY(work_mu_);
+  bool work_stopping_ ABSL_GUARDED_BY(work_mu_) = false;
+  std::vector<std::thread> workers_;
 
   WriteBatcher batcher_;
   AssignmentHub hub_;

@@ -14,6 +14,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -125,6 +126,7 @@ class DispatcherTest : public ::testing::Test {
 
     DispatcherOptions options;
     options.clock = &clock_;
+    options.stop_grace = absl::Milliseconds(300);
     dispatcher_ = std::make_unique<Dispatcher>(&store_, &raft_, options);
     auto creds = pki::ServerCredentials({manager_.cert_pem, manager_.key_pem}, root_->cert_pem(),
                                         pki::ClientCertPolicy::kVerifyIfPresent);
@@ -200,13 +202,19 @@ class DispatcherTest : public ::testing::Test {
     absl::Status s = store_.Update([&](store::WriteTx& tx) { return tx.Create(object); });
     ASSERT_TRUE(s.ok()) << s;
   }
+  // Read-modify-write; retried when the dispatcher wrote the object meanwhile (a session's
+  // registration is committed in the background).
   template <class T>
   void Change(const std::string& id, const std::function<void(T*)>& change) {
-    absl::Status s = store_.Update([&](store::WriteTx& tx) {
-      T o = *tx.Get<T>(id);
-      change(&o);
-      return tx.Update(std::move(o));
-    });
+    absl::Status s;
+    for (int attempt = 0; attempt < 10; ++attempt) {
+      s = store_.Update([&](store::WriteTx& tx) {
+        T o = *tx.Get<T>(id);
+        change(&o);
+        return tx.Update(std::move(o));
+      });
+      if (!absl::IsAborted(s)) break;
+    }
     ASSERT_TRUE(s.ok()) << s;
   }
   void SetNodeState(const std::string& id, api::NodeStatus::State state) {
@@ -446,10 +454,136 @@ TEST_F(DispatcherTest, StopEndsStreamsWithUnavailable) {
   dispatcher_->Start();
   auto stub = StubFor(w1_);
   SessionStream session = Open(stub.get());
+  AssignmentsStream assignments = OpenAssignments(stub.get(), session.first.session_id());
+  api::AssignmentsMessage m;
+  ASSERT_TRUE(assignments.Next(&m));  // the stream is open on the dispatcher
+  EXPECT_EQ(dispatcher_->stream_count(), 2u);
   dispatcher_->Stop();
+  // Stop returns once every stream has finished.
+  EXPECT_EQ(dispatcher_->stream_count(), 0u);
   grpc::Status end = session.End();
   EXPECT_EQ(end.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(end.error_message(), HasSubstr("dispatcher stopped"));
+  EXPECT_FALSE(assignments.Next(&m));
+  end = assignments.reader->Finish();
+  EXPECT_EQ(end.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(end.error_message(), HasSubstr("dispatcher stopped"));
   EXPECT_EQ(dispatcher_->session_count(), 0u);
+}
+
+// An Assignments stream read with the callback API that never asks for a message: the
+// dispatcher's first write stalls once it exceeds the flow-control window.
+class StalledReader : public grpc::ClientReadReactor<api::AssignmentsMessage> {
+ public:
+  void OnReadInitialMetadataDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    metadata_ = true;  // the dispatcher started its first write
+  }
+  void OnDone(const grpc::Status& status) override {
+    absl::MutexLock lock(&mu_);
+    done_ = true;
+    status_ = status;
+  }
+  bool WaitForMetadata() {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(absl::Condition(&metadata_), absl::Seconds(20));
+  }
+  grpc::Status WaitDone() {
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(&done_), absl::Seconds(20));
+    return done_ ? status_ : grpc::Status(grpc::StatusCode::INTERNAL, "not done");
+  }
+
+  grpc::ClientContext ctx;
+  api::AssignmentsRequest request;
+  api::AssignmentsMessage incoming;
+
+ private:
+  absl::Mutex mu_;
+  bool metadata_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(DispatcherTest, StopCancelsAStreamWhoseAgentDoesNotRead) {
+  api::Task big = MakeTask("big", "w1", api::TASK_STATE_ASSIGNED);
+  (*big.mutable_annotations()->mutable_labels())["blob"] = std::string(8 << 20, 'x');
+  Create(big);
+  auto creds = pki::ChannelCredentials({w1_.cert_pem, w1_.key_pem}, root_->cert_pem());
+  ASSERT_TRUE(creds.ok()) << creds.status();
+  grpc::ChannelArguments args = pki::ManagerChannelArguments();
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);  // the window does not grow without reads
+  args.SetMaxReceiveMessageSize(64 << 20);
+  auto stub = api::Dispatcher::NewStub(
+      grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port_), *creds, args));
+  SessionStream session = Open(stub.get());
+  StalledReader reader;
+  reader.request.set_session_id(session.first.session_id());
+  stub->async()->Assignments(&reader.ctx, &reader.request, &reader);
+  reader.StartCall();
+  ASSERT_TRUE(reader.WaitForMetadata());
+
+  dispatcher_->Stop();  // ends the session stream; cancels the stalled one after the grace
+  EXPECT_EQ(dispatcher_->stream_count(), 0u);
+  EXPECT_EQ(session.End().error_code(), grpc::StatusCode::UNAVAILABLE);
+  // The agent, reading at last, sees what came through and the end of the stream.
+  reader.StartRead(&reader.incoming);
+  const grpc::Status end = reader.WaitDone();
+  EXPECT_TRUE(end.error_code() == grpc::StatusCode::CANCELLED ||
+              end.error_code() == grpc::StatusCode::UNAVAILABLE)
+      << end.error_code() << ": " << end.error_message();
+}
+
+TEST_F(DispatcherTest, AStreamEndsWithItsSession) {
+  auto stub = StubFor(w1_);
+  SessionStream first = Open(stub.get());
+  AssignmentsStream assignments = OpenAssignments(stub.get(), first.first.session_id());
+  api::AssignmentsMessage m;
+  ASSERT_TRUE(assignments.Next(&m));
+  // A newer session replaces the first: the first's assignment stream ends too.
+  SessionStream second = Open(stub.get());
+  EXPECT_FALSE(assignments.Next(&m));
+  grpc::Status end = assignments.reader->Finish();
+  EXPECT_EQ(end.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_THAT(end.error_message(), HasSubstr("replaced by a newer session"));
+  // An assignment stream of an ended session is refused.
+  AssignmentsStream late = OpenAssignments(stub.get(), first.first.session_id());
+  EXPECT_FALSE(late.Next(&m));
+  EXPECT_EQ(late.reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(DispatcherTest, RemovingTheNodeEndsItsStreams) {
+  auto stub = StubFor(w1_);
+  SessionStream session = Open(stub.get());
+  ASSERT_TRUE(WaitForNodeState("w1", api::NodeStatus::READY));
+  AssignmentsStream assignments = OpenAssignments(stub.get(), session.first.session_id());
+  api::AssignmentsMessage m;
+  ASSERT_TRUE(assignments.Next(&m));
+  ASSERT_TRUE(store_.Update([](store::WriteTx& tx) { return tx.Delete<api::Node>("w1"); }).ok());
+  grpc::Status end = session.End();
+  EXPECT_EQ(end.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(end.error_message(),
+            "node w1 was removed from the swarm; join again with a join token");
+  EXPECT_FALSE(assignments.Next(&m));
+  end = assignments.reader->Finish();
+  EXPECT_EQ(end.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(dispatcher_->session_count(), 0u);
+}
+
+TEST_F(DispatcherTest, LeadershipLossEndsAssignmentStreams) {
+  auto stub = StubFor(w1_);
+  SessionStream session = Open(stub.get());
+  AssignmentsStream assignments = OpenAssignments(stub.get(), session.first.session_id());
+  api::AssignmentsMessage m;
+  ASSERT_TRUE(assignments.Next(&m));
+  raft_.SetMembers({{1, "mgr1", "10.0.0.1:2377", false, true, false},
+                    {2, "mgr2", "10.0.0.2:2377", true, true, false}});
+  raft_.SetLeader(false);
+  EXPECT_FALSE(assignments.Next(&m));
+  grpc::Status end = assignments.reader->Finish();
+  EXPECT_EQ(end.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(end.error_message(), "this manager is not the leader; the leader is at 10.0.0.2:2377");
+  EXPECT_EQ(session.End().error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
 TEST_F(DispatcherTest, UpdateTaskStatusAppliesOnlyTheNodesOwnTasksForward) {

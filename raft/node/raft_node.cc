@@ -425,9 +425,12 @@ void RaftNode::Loop() {
       reads_by_ctx_[ctx] = std::move(reads);
       raw_->ReadIndex(ctx);
     }
+    const absl::Time iteration_start = absl::Now();
+    slow_ = SlowParts{};
     if (written) {
       if (snapshot_thread_.joinable()) snapshot_thread_.join();  // it has posted: about to end
       FinishSnapshot(std::move(*written));
+      slow_.snapshot = absl::Now() - iteration_start;
     }
     Process(std::move(inbound), std::move(proposals), std::move(snapshot_reports),
             std::move(unreachable), ticks);
@@ -439,6 +442,15 @@ void RaftNode::Loop() {
       RunReseal(std::move(reseals));
     }
     PublishInfo();
+    if (const absl::Duration took = absl::Now() - iteration_start; took > absl::Milliseconds(500)) {
+      // Longer than half the shortest election timeout: peers may have given up on this member.
+      spdlog::warn(
+          "raft {}: one loop iteration took {} ms (persist {} ms, apply {} ms of {} entries, "
+          "snapshot {} ms)",
+          options_.id, absl::ToInt64Milliseconds(took), absl::ToInt64Milliseconds(slow_.persist),
+          absl::ToInt64Milliseconds(slow_.apply), slow_.applied,
+          absl::ToInt64Milliseconds(slow_.snapshot));
+    }
     // Callers wake only now, so that what they read from GetInfo() includes their entry.
     for (auto& [waiter, result] : completions_) Finish(waiter, std::move(result));
     completions_.clear();
@@ -598,7 +610,9 @@ absl::Status RaftNode::HandleReady(Ready& rd) {
     (leader && SafeToSendBeforePersist(m) ? before : after).push_back(std::move(m));
   }
   if (!before.empty()) transport_->Send(std::move(before));
+  const absl::Time persist_start = absl::Now();
   if (absl::Status s = Persist(rd); !s.ok()) return s;
+  slow_.persist += absl::Now() - persist_start;
   if (!after.empty()) transport_->Send(std::move(after));
 
   if (rd.snapshot.metadata().index() != 0) {
@@ -606,7 +620,10 @@ absl::Status RaftNode::HandleReady(Ready& rd) {
     // Proposals in flight below the snapshot are lost to this node's view; their fate is unknown
     // here, but they will time out; those proposed as leader are settled by index below.
   }
+  const absl::Time apply_start = absl::Now();
   ApplyEntries(rd.committed_entries);
+  slow_.apply += absl::Now() - apply_start;
+  slow_.applied += rd.committed_entries.size();
   ResolveReads(rd.read_states);
   // Reads whose index is now applied.
   while (!reads_by_index_.empty() && reads_by_index_.begin()->first <= applied_) {

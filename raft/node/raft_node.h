@@ -288,6 +288,12 @@ class RaftNode : public Handler {
   uint64_t last_lead_ = 0;
   std::vector<std::pair<std::shared_ptr<Waiter>, absl::StatusOr<std::string>>> completions_;
   absl::Time next_tick_;
+  // Where the current loop iteration's time went, for the slow-iteration warning.
+  struct SlowParts {
+    absl::Duration persist, apply, snapshot;
+    size_t applied = 0;
+  };
+  SlowParts slow_;
 
   // The mailbox: filled by any thread, drained by the loop.
   mutable absl::Mutex mu_;
