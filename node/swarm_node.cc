@@ -43,6 +43,9 @@
 namespace shoal::node {
 namespace {
 
+// Task threads of a worker on the containerd executor (the sim executor keeps the default).
+constexpr int kContainerdTaskThreads = 16;
+
 constexpr char kNodeStateFile[] = "node-state.json";
 constexpr int kDefaultPort = 2377;
 constexpr absl::Duration kJoinTimeout = absl::Seconds(30);
@@ -239,9 +242,9 @@ absl::StatusOr<std::unique_ptr<SwarmNode>> SwarmNode::Open(SwarmNodeOptions opti
   ro.insecure_registries = node->options_.insecure_registries;
   ro.log_driver_path = node->options_.log_driver_path;
   if (ro.executor == "containerd" && ro.log_driver_path.empty()) {
-    absl::StatusOr<std::string> self = SelfExecutable();
-    if (!self.ok()) return self.status();
-    ro.log_driver_path = *self;
+    absl::StatusOr<std::string> driver = DefaultLogDriver();
+    if (!driver.ok()) return driver.status();
+    ro.log_driver_path = *driver;
   }
   SwarmNode* n = node.get();
   // The worker holds what the managers assigned; the executor asks while it prepares a task.
@@ -443,6 +446,9 @@ void SwarmNode::StartAgent() {
     agent::WorkerOptions wo;
     wo.state_dir = options_.state_dir;
     wo.executor = runtime_->executor();
+    // Real containers spend their ops waiting on containerd and the shims: more of them in
+    // flight keeps both cores busy (bench/README.md, containers).
+    if (options_.executor == "containerd") wo.threads = kContainerdTaskThreads;
     wo.clock = clock_;
     wo.connection = [s = session.get()] { return s->connection(); };
     if (task_start_seconds_ != nullptr) {

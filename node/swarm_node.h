@@ -59,7 +59,7 @@ struct SwarmNodeOptions {
   std::string containerd_address;
   std::string containerd_namespace;
   std::vector<std::string> insecure_registries;
-  // The shim's log driver binary (containerd); empty = this process's own executable.
+  // The shim's log driver binary (containerd); empty = DefaultLogDriver().
   std::string log_driver_path;
   Clock* clock = nullptr;
   prometheus::Registry* metrics = nullptr;

@@ -18,8 +18,17 @@ namespace {
 
 // How long the daemon waits at start for containerd to answer.
 constexpr absl::Duration kContainerdConnectTimeout = absl::Seconds(10);
+constexpr char kLogDriverName[] = "shoal-log-driver";
 
 }  // namespace
+
+absl::StatusOr<std::string> DefaultLogDriver() {
+  absl::StatusOr<std::string> self = SelfExecutable();
+  if (!self.ok()) return self;
+  const std::string sibling = absl::StrCat(self->substr(0, self->rfind('/') + 1), kLogDriverName);
+  if (::access(sibling.c_str(), X_OK) == 0) return sibling;
+  return self;
+}
 
 absl::StatusOr<std::string> SelfExecutable() {
   char buf[PATH_MAX];

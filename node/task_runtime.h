@@ -47,7 +47,7 @@ struct TaskRuntimeOptions {
   std::string containerd_address;
   std::string containerd_namespace;
   std::vector<std::string> insecure_registries;
-  // The binary containerd's shim runs as a task's log driver: this shoald (real path).
+  // The binary containerd's shim runs as a task's log driver (DefaultLogDriver()).
   std::string log_driver_path;
   TaskDependencies deps;
 };
@@ -76,8 +76,12 @@ class TaskRuntime {
   agent::logs::TaskLogSource* logs_ = nullptr;
 };
 
-// The real path of the running binary (/proc/self/exe), for log_driver_path.
+// The real path of the running binary (/proc/self/exe).
 absl::StatusOr<std::string> SelfExecutable();
+// The log driver the shim runs for each task: shoal-log-driver beside this binary when it is
+// installed (it starts faster and is smaller), else this binary itself (shoald plays the part
+// when its arguments say so).
+absl::StatusOr<std::string> DefaultLogDriver();
 
 }  // namespace shoal::node
 

@@ -327,7 +327,7 @@ class ContainerdExecutorTest : public ::testing::Test {
     options.state_dir = state_dir_;
     options.snapshotter = snapshotter_;
     options.runc_root = absl::StrCat(dir_, "/runc");
-    options.log_driver_path = shoal::testing::RunfilePath("agent/exec/containerd/shoal_log_driver");
+    options.log_driver_path = shoal::testing::RunfilePath("cmd/shoald/shoal-log-driver");
     options.secret_getter = [this](const std::string& id) -> absl::StatusOr<api::Secret> {
       auto it = secrets_.find(id);
       if (it == secrets_.end()) return absl::NotFoundError("no such secret");
