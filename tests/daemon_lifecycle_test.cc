@@ -2,6 +2,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "gtest/gtest.h"
@@ -83,6 +84,20 @@ TEST(DaemonLifecycleTest, SecondDaemonOnSameStateDirIsRefused) {
   EXPECT_NE(second.err.find("--state-dir"), std::string::npos) << second.err;
   // The first daemon is unaffected.
   EXPECT_EQ(first.Cli({"info"}).exit_code, 0);
+}
+
+TEST(DaemonLifecycleTest, WithoutContainerdTheDaemonRefusesToStartAndSaysWhy) {
+  TestCluster cluster;
+  const std::string missing = cluster.root() + "/no-containerd.sock";
+  CommandResult r = RunCommand({ShoaldBinary(), "--state-dir", cluster.root() + "/state",
+                                "--socket", cluster.root() + "/d.sock", "--executor", "containerd",
+                                "--containerd", missing},
+                               {.timeout = absl::Seconds(30)});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("containerd is not reachable at " + missing), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--containerd"), std::string::npos) << r.err;
+  // Nothing left listening.
+  EXPECT_FALSE(std::filesystem::exists(cluster.root() + "/d.sock"));
 }
 
 TEST(DaemonLifecycleTest, SecondDaemonOnSameSocketIsRefused) {
