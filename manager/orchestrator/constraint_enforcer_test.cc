@@ -472,8 +472,12 @@ TEST_F(ConstraintEnforcerTest, AllLoopsTogether) {
   for (const api::Task& t : TasksDesired("svc", api::TASK_STATE_SHUTDOWN)) {
     SetState(t.id(), api::TASK_STATE_SHUTDOWN);
   }
-  clock().Advance(absl::Seconds(10));  // a resync of every loop
-  ASSERT_TRUE(WaitFor([&] { return loops.constraint_enforcer().passes() >= 3; }));
+  // A resync of every loop. The clock moves on at each look: a loop that was not yet waiting when
+  // it first moved computes its resync deadline from the later time.
+  ASSERT_TRUE(WaitFor([&] {
+    clock().Advance(absl::Seconds(10));
+    return loops.constraint_enforcer().passes() >= 3;
+  }));
   EXPECT_EQ(Live("svc").size(), 4u);
   EXPECT_EQ(loops.constraint_enforcer().tasks_shut_down(), 2u);
   loops.Stop();

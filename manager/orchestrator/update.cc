@@ -124,15 +124,31 @@ absl::Status Updater::ProcessService(const std::string& service_id) {
   api::Service service;
   std::vector<api::Task> tasks;
   bool found = false;
+  const bool has_run = runs_.contains(service_id);
+  bool idle = false;  // no update under way and every live task has the current spec
   store_->View([&](const store::ReadTx& tx) {
     const api::Service* s = tx.Get<api::Service>(service_id);
     if (!Updatable(s)) return;
     found = true;
+    const std::vector<const api::Task*> of_service = tx.FindTasksByService(service_id);
+    const api::UpdateStatus::State st = s->update_status().state();
+    if (!has_run && st != api::UpdateStatus::UPDATING &&
+        st != api::UpdateStatus::ROLLBACK_STARTED) {
+      // The common case (tasks of a service that is not being updated changed): a look at the
+      // spec versions, without copying the tasks. A version names one spec (a rollback restores
+      // the older spec with its older version).
+      idle = std::all_of(of_service.begin(), of_service.end(), [s](const api::Task* t) {
+        return IsJobTask(*t) || !LiveForService(*t) ||
+               t->spec_version().index() == s->spec_version().index();
+      });
+      if (idle) return;
+    }
     service = *s;
-    for (const api::Task* t : tx.FindTasksByService(service_id)) {
+    for (const api::Task* t : of_service) {
       if (!IsJobTask(*t)) tasks.push_back(*t);
     }
   });
+  if (idle) return absl::OkStatus();
   if (!found) {
     runs_.erase(service_id);
     return absl::OkStatus();
