@@ -13,6 +13,7 @@
 #include "pki/keys.h"
 #include "pki/ossl.h"
 #include "pki/test_util.h"
+#include "tests/harness/prerequisite.h"
 
 namespace shoal::pki {
 namespace {
@@ -33,7 +34,7 @@ std::string OpenSslText(const std::string& pem) {
 }
 
 #define SKIP_WITHOUT_OPENSSL_CLI(text) \
-  if ((text).empty()) GTEST_SKIP() << "/usr/bin/openssl is not installed"
+  SHOAL_REQUIRE(!(text).empty(), "/usr/bin/openssl is not installed")
 
 TEST(RootCATest, RootCertificateAsOpenSslSeesIt) {
   RootCA ca = NewRootCA();
@@ -91,7 +92,7 @@ TEST(RootCATest, OpenSslVerifiesTheChain) {
   bool ok = false;
   const std::string out =
       RunOpenSsl("verify -purpose sslclient -CAfile '" + ca_path + "' %IN%", node.cert_pem, &ok);
-  if (out.empty()) GTEST_SKIP() << "/usr/bin/openssl is not installed";
+  SHOAL_REQUIRE(!out.empty(), "/usr/bin/openssl is not installed");
   EXPECT_TRUE(ok) << out;
   EXPECT_THAT(out, HasSubstr(": OK"));
 }
@@ -231,7 +232,7 @@ TEST(RootCATest, DigestIsSha256OfDerAsOpenSslComputesIt) {
   ASSERT_EQ(ca.Digest().size(), 32u);
   bool ok = false;
   const std::string out = RunOpenSsl("x509 -noout -fingerprint -sha256", ca.cert_pem(), &ok);
-  if (out.empty()) GTEST_SKIP() << "/usr/bin/openssl is not installed";
+  SHOAL_REQUIRE(!out.empty(), "/usr/bin/openssl is not installed");
   ASSERT_TRUE(ok) << out;
   std::string hex = absl::AsciiStrToLower(
       absl::StrReplaceAll(out.substr(out.find('=') + 1), {{":", ""}, {"\n", ""}}));

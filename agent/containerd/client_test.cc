@@ -31,6 +31,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/harness/prerequisite.h"
 #include "tests/harness/process.h"
 
 namespace shoal::agent::containerd {
@@ -359,7 +360,7 @@ class ContainerdClientTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
+    SHOAL_REQUIRE(skip_reason_.empty(), skip_reason_);
     ASSERT_TRUE(start_error_.empty()) << start_error_;
     ns_ = absl::StrCat("shoal-test-", RandomSuffix());
     absl::Time start = absl::Now();

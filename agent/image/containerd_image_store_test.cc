@@ -35,6 +35,7 @@
 #include "agent/image/reference.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/harness/prerequisite.h"
 #include "tests/harness/process.h"
 
 namespace shoal::agent::image {
@@ -266,7 +267,7 @@ class ContainerdImageStoreTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    if (!lab_->skip_reason.empty()) GTEST_SKIP() << lab_->skip_reason;
+    SHOAL_REQUIRE(lab_->skip_reason.empty(), lab_->skip_reason);
     ASSERT_TRUE(lab_->error.empty()) << lab_->error;
     ns_ = absl::StrCat("cis-", RandomSuffix());
     auto client = ctrd::ContainerdClient::Connect(lab_->socket, ns_, absl::Seconds(10));

@@ -28,6 +28,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/harness/prerequisite.h"
 #include "tests/harness/process.h"
 
 namespace shoal::agent::image {
@@ -277,7 +278,7 @@ TEST(PullProgressTest, FormatsLikeDocker) {
 class FakeRegistryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (Python().empty()) GTEST_SKIP() << "python3 is not installed (the fake registry needs it)";
+    SHOAL_REQUIRE(!Python().empty(), "python3 is not installed (the fake registry needs it)");
   }
 };
 
@@ -686,7 +687,7 @@ TEST_F(FakeRegistryTest, ConnectionRefused) {
 
 TEST_F(FakeRegistryTest, HttpsWithAPrivateCa) {
   const std::string openssl = FindTool("openssl");
-  if (openssl.empty()) GTEST_SKIP() << "openssl is not installed";
+  SHOAL_REQUIRE(!openssl.empty(), "openssl is not installed");
   TempDir dir("shoal-tls");
   const std::string cert = dir.path() + "/cert.pem";
   const std::string key = dir.path() + "/key.pem";
@@ -811,7 +812,7 @@ class RealRegistryTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    if (!lab_->skip_reason.empty()) GTEST_SKIP() << lab_->skip_reason;
+    SHOAL_REQUIRE(lab_->skip_reason.empty(), lab_->skip_reason);
     ASSERT_FALSE(lab_->domain.empty());
   }
 

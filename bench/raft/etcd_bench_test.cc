@@ -7,6 +7,7 @@
 
 #include "bench/raft/runner.h"
 #include "gtest/gtest.h"
+#include "tests/harness/prerequisite.h"
 
 namespace shoal::bench {
 namespace {
@@ -14,7 +15,7 @@ namespace {
 constexpr char kEtcd[] = "/usr/bin/etcd";
 
 TEST(EtcdBenchTest, LoadAndFailoverAgainstRealEtcd) {
-  if (::access(kEtcd, X_OK) != 0) GTEST_SKIP() << "no " << kEtcd << " (package etcd-server)";
+  SHOAL_REQUIRE(::access(kEtcd, X_OK) == 0, "no " << kEtcd << " (package etcd-server)");
   const char* tmp = std::getenv("TEST_TMPDIR");
   SideOptions o;
   o.name = "etcd";

@@ -31,6 +31,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/harness/prerequisite.h"
 #include "tests/harness/process.h"
 
 namespace shoal::agent::exec::containerd {
@@ -258,7 +259,7 @@ class ContainerdExecutorTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
+    SHOAL_REQUIRE(skip_reason_.empty(), skip_reason_);
     ASSERT_TRUE(start_error_.empty()) << start_error_;
     static int counter = 0;
     ns_ = absl::StrFormat("cdx-%d-%d", getpid(), ++counter);

@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/harness/prerequisite.h"
 
 namespace shoal::agent::exec::containerd {
 namespace {
@@ -1175,9 +1176,9 @@ class RuncGolden : public ::testing::Test {
  protected:
   void SetUp() override {
     runc_ = FindRunc();
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root to run runc";
-    if (runc_.empty()) GTEST_SKIP() << "runc is not installed";
-    if (::access("/bin/busybox", X_OK) != 0) GTEST_SKIP() << "busybox-static is not installed";
+    SHOAL_REQUIRE(::geteuid() == 0, "needs root to run runc");
+    SHOAL_REQUIRE(!runc_.empty(), "runc is not installed");
+    SHOAL_REQUIRE(::access("/bin/busybox", X_OK) == 0, "busybox-static is not installed");
     std::string tmpl = "/tmp/shoal-oci-spec-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
     dir_ = tmpl;
@@ -1300,9 +1301,8 @@ TEST_F(RuncGolden, UserMountsSecretsReadOnlyRootAndLimits) {
 TEST_F(RuncGolden, InitRunsAsPidOne) {
   const char* init = std::getenv("SHOAL_TEST_INIT");
   const std::string init_path = init != nullptr ? init : "/usr/bin/tini-static";
-  if (::access(init_path.c_str(), X_OK) != 0) {
-    GTEST_SKIP() << "no static init at " << init_path << " (apt-get install tini)";
-  }
+  SHOAL_REQUIRE(::access(init_path.c_str(), X_OK) == 0,
+                "no static init at " << init_path << " (apt-get install tini)");
   OciSpecInputs in = Inputs("echo ok; cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $$");
   ASSERT_EQ(::symlink("busybox", (rootfs() + "/bin/tr").c_str()), 0);
   Spec(in).mutable_init()->set_value(true);
