@@ -56,6 +56,15 @@ using AllocatorOptions = BatchingLoopOptions;
 inline constexpr char kAllocatedMessage[] = "pending task scheduling";
 inline constexpr char kWaitingForNetworksMessage[] = "waiting for network allocation";
 
+// Whether new tasks of `service` have anything for the allocator to do: networks to attach, or
+// the service's endpoint (published ports, virtual IPs) to copy. The orchestrators create the
+// tasks of a service that needs none of it PENDING at once (kAllocatedMessage): the allocator
+// would only have moved them there, at the cost of one more store write per task.
+inline bool NeedsAllocation(const api::Service& service) {
+  return !service.spec().task_template().networks().empty() || service.spec().has_endpoint_spec() ||
+         service.has_endpoint();
+}
+
 class Allocator : public BatchingLoop {
  public:
   // `store` is not owned and must outlive the allocator.

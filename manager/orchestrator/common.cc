@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
+#include "manager/allocator/allocator.h"
 
 namespace shoal::manager::orchestrator {
 
@@ -60,8 +61,13 @@ api::Task NewTask(const api::Service& service, const api::Cluster* cluster, uint
   *t.mutable_spec_version() = service.spec_version();
   t.mutable_annotations()->set_name(TaskName(service, slot, node_id, t.id()));
   *t.mutable_service_annotations() = service.spec().annotations();
-  t.mutable_status()->set_state(api::TASK_STATE_NEW);
-  t.mutable_status()->set_message("created");
+  if (NeedsAllocation(service)) {
+    t.mutable_status()->set_state(api::TASK_STATE_NEW);
+    t.mutable_status()->set_message("created");
+  } else {
+    t.mutable_status()->set_state(api::TASK_STATE_PENDING);
+    t.mutable_status()->set_message(kAllocatedMessage);
+  }
   ToProto(now, t.mutable_status()->mutable_timestamp());
   const bool job = IsJob(ModeOf(service));
   t.set_desired_state(RunDesiredState(job));

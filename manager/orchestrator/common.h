@@ -90,7 +90,8 @@ std::string TaskName(const api::Service& service, uint64_t slot, absl::string_vi
                      absl::string_view task_id);
 
 // A new task of `service` for `slot` (replicated modes) or `node_id` (global modes, slot 0):
-// fresh ID, the service's task template and spec_version, status NEW at `now`, desired RUNNING
+// fresh ID, the service's task template and spec_version, status NEW at `now` (PENDING when the
+// service needs no allocation: NeedsAllocation in manager/allocator/allocator.h), desired RUNNING
 // (COMPLETE for jobs, with the service's current job_iteration), log driver from the template or
 // else the cluster's default (`cluster` may be null).
 api::Task NewTask(const api::Service& service, const api::Cluster* cluster, uint64_t slot,

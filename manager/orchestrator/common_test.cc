@@ -2,6 +2,7 @@
 #include "manager/orchestrator/common.h"
 
 #include "gtest/gtest.h"
+#include "manager/allocator/allocator.h"
 #include "manager/orchestrator/test_util.h"
 
 namespace shoal::manager::orchestrator {
@@ -26,7 +27,9 @@ TEST(NewTaskTest, ReplicatedTaskFields) {
   EXPECT_EQ(t.service_annotations().labels().at("team"), "a");
   EXPECT_EQ(t.spec().container_spec().image(), "sim/run");
   EXPECT_EQ(t.spec_version().index(), 42u);
-  EXPECT_EQ(t.status().state(), api::TASK_STATE_NEW);
+  // Nothing to allocate (no networks, no endpoint): ready for the scheduler at once.
+  EXPECT_EQ(t.status().state(), api::TASK_STATE_PENDING);
+  EXPECT_EQ(t.status().message(), kAllocatedMessage);
   EXPECT_EQ(FromProto(t.status().timestamp()), now);
   EXPECT_EQ(t.desired_state(), api::TASK_STATE_RUNNING);
   EXPECT_EQ(t.log_driver().name(), "json-file");
@@ -39,6 +42,16 @@ TEST(NewTaskTest, ReplicatedTaskFields) {
   svc.mutable_spec()->mutable_task_template()->clear_log_driver();
   EXPECT_FALSE(NewTask(svc, nullptr, 1, "", now).has_log_driver());
   EXPECT_NE(NewTask(svc, nullptr, 1, "", now).id(), NewTask(svc, nullptr, 1, "", now).id());
+
+  // Networks to attach, or an endpoint to copy: NEW, for the allocator.
+  api::Service with_net = svc;
+  with_net.mutable_spec()->mutable_task_template()->add_networks()->set_target("backend");
+  EXPECT_EQ(NewTask(with_net, nullptr, 1, "", now).status().state(), api::TASK_STATE_NEW);
+  api::Service with_ports = svc;
+  with_ports.mutable_spec()->mutable_endpoint_spec()->add_ports()->set_target_port(80);
+  api::Task created = NewTask(with_ports, nullptr, 1, "", now);
+  EXPECT_EQ(created.status().state(), api::TASK_STATE_NEW);
+  EXPECT_EQ(created.status().message(), "created");
 }
 
 TEST(NewTaskTest, GlobalAndJobTasks) {

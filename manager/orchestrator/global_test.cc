@@ -49,7 +49,7 @@ TEST_F(GlobalTest, OneTaskPerNode) {
     EXPECT_EQ(t.slot(), 0u);
     EXPECT_EQ(t.annotations().name(), "agent." + t.node_id() + "." + t.id());
     EXPECT_EQ(t.desired_state(), api::TASK_STATE_RUNNING);
-    EXPECT_EQ(t.status().state(), api::TASK_STATE_NEW);
+    EXPECT_EQ(t.status().state(), api::TASK_STATE_PENDING);  // nothing to allocate
   }
   EXPECT_THAT(LiveNodes("g"), ElementsAre("n1", "n2", "n3"));
   Reconcile();

@@ -47,7 +47,7 @@ TEST_F(ReplicatedTest, CreatesOneTaskPerSlot) {
     EXPECT_EQ(t.slot(), i + 1);
     EXPECT_EQ(t.annotations().name(), "web." + std::to_string(i + 1) + "." + t.id());
     EXPECT_EQ(t.service_annotations().name(), "web");
-    EXPECT_EQ(t.status().state(), api::TASK_STATE_NEW);
+    EXPECT_EQ(t.status().state(), api::TASK_STATE_PENDING);  // nothing to allocate
     EXPECT_EQ(FromProto(t.status().timestamp()), clock().Now());
     EXPECT_EQ(t.desired_state(), api::TASK_STATE_RUNNING);
     EXPECT_EQ(t.spec().container_spec().image(), "sim/run");

@@ -68,8 +68,8 @@ TEST_F(RestartTest, FailedTaskIsReplacedAfterTheDelay) {
   EXPECT_EQ(GetTask(old).desired_state(), api::TASK_STATE_SHUTDOWN);
   api::Task next = Replacement("svc", old);
   EXPECT_EQ(next.slot(), 1u);
-  EXPECT_EQ(next.status().state(), api::TASK_STATE_NEW);
-  EXPECT_EQ(next.desired_state(), api::TASK_STATE_READY);  // waits out the 5 s default
+  EXPECT_EQ(next.status().state(), api::TASK_STATE_PENDING);  // nothing to allocate
+  EXPECT_EQ(next.desired_state(), api::TASK_STATE_READY);     // waits out the 5 s default
   EXPECT_TRUE(next.node_id().empty());
   EXPECT_EQ(sup_.pending_delayed_starts(), 1u);
 
