@@ -192,7 +192,8 @@ void AddCreate(CLI::App& service, Context& ctx) {
 
 void Rollback(Context& ctx, const std::string& ref, bool detach, bool quiet) {
   const api::Service service = ResolveService(ctx, ref);
-  const std::set<std::string> failed_before = FailedTaskIds(ServiceTasks(ctx, service.id()));
+  const std::set<std::string> failed_before =
+      detach ? std::set<std::string>{} : FailedTaskIds(ServiceTasks(ctx, service.id()));
   const api::Service updated =
       UpdateService(ctx, service.id(), [](const api::Service&, api::UpdateServiceRequest* req) {
         req->clear_spec();
@@ -248,7 +249,8 @@ void AddUpdate(CLI::App& service, Context& ctx) {
         if (Resolve(NetworkLookup(ctx.control()), n, &net).ok()) flags.network_ids[n] = net.id();
       }
     }
-    const std::set<std::string> failed_before = FailedTaskIds(ServiceTasks(ctx, service.id()));
+    const std::set<std::string> failed_before =
+        o->detach ? std::set<std::string>{} : FailedTaskIds(ServiceTasks(ctx, service.id()));
     absl::Status apply_status;
     const api::Service updated =
         UpdateService(ctx, service.id(), [&](const api::Service&, api::UpdateServiceRequest* req) {
@@ -311,7 +313,9 @@ void AddScale(CLI::App& service, Context& ctx) {
               "scale can only be used with replicated or replicated-job mode (service ", s.service,
               " is ", service.spec().has_global() ? "global" : "a global job", ")")};
         }
-        const std::set<std::string> failed_before = FailedTaskIds(ServiceTasks(ctx, service.id()));
+        // What failed before the change (not to be blamed on it), for the wait; -d needs none.
+        const std::set<std::string> failed_before =
+            o->detach ? std::set<std::string>{} : FailedTaskIds(ServiceTasks(ctx, service.id()));
         const api::Service updated = UpdateService(
             ctx, service.id(), [&s](const api::Service&, api::UpdateServiceRequest* req) {
               api::ServiceSpec* spec = req->mutable_spec();
