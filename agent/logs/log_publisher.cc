@@ -1,8 +1,11 @@
 #include "agent/logs/log_publisher.h"
 
 #include <algorithm>
+#include <deque>
+#include <optional>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 
@@ -23,6 +26,9 @@ struct LogPublisher::Subscription {
   std::thread thread;
   // Guarded by LogPublisher::mu_.
   std::vector<std::string> tasks;
+  // Tasks a later SubscriptionMessage added (they started after the subscription did): all their
+  // lines are new, so tail does not apply to them.
+  absl::flat_hash_set<std::string> late;
   uint64_t tasks_version = 0;
   bool closed = false;
   grpc::ClientContext* ctx = nullptr;
@@ -111,9 +117,25 @@ void LogPublisher::RunListener() {
     }
     const bool delivered = ListenOnce(connection);
     backoff = delivered ? options_.min_backoff : std::min(backoff * 2, options_.max_backoff);
-    // A new session: listen on it at once.
-    if (options_.connection().session_id != connection.session_id) continue;
-    if (!Pause(backoff)) return;
+    if (!Backoff(backoff, connection.session_id)) return;
+  }
+}
+
+bool LogPublisher::Backoff(absl::Duration d, const std::string& session_id) {
+  uint64_t kicks;
+  {
+    absl::MutexLock lock(&mu_);
+    kicks = kicks_;
+  }
+  const absl::Time deadline = absl::Now() + d;
+  while (true) {
+    // A new session (the leader changed): listen on it at once, not after the backoff.
+    if (options_.connection().session_id != session_id) return true;
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return true;
+    if (!Pause(std::min(left, options_.poll_interval))) return false;
+    absl::MutexLock lock(&mu_);
+    if (kicks_ != kicks) return true;
   }
 }
 
@@ -188,6 +210,7 @@ void LogPublisher::OnSubscriptionMessage(const LogBrokerConnection& connection,
       for (const std::string& t : message.selector().task_ids()) {
         if (std::find(sub.tasks.begin(), sub.tasks.end(), t) == sub.tasks.end()) {
           sub.tasks.push_back(t);
+          sub.late.insert(t);
           ++sub.tasks_version;
         }
       }
@@ -221,9 +244,13 @@ void LogPublisher::RunSubscription(const std::shared_ptr<Subscription>& sub) {
   api::PublishLogsMessage batch;
   size_t batch_bytes = 0;
   bool broken = false;  // a Write failed: the broker ended the subscription, or we stop
-  auto flush = [&](bool close) {
+  absl::Time last_write = absl::Now();
+  // `keepalive`: write even an empty message (the broker ignores it), to learn whether the
+  // stream still stands.
+  auto flush = [&](bool close, bool keepalive = false) {
     if (broken) return false;
-    if (batch.messages_size() == 0 && !close) return true;
+    if (batch.messages_size() == 0 && !close && !keepalive) return true;
+    last_write = absl::Now();
     batch.set_subscription_id(sub->id);
     batch.set_close(close);
     const int64_t lines = batch.messages_size();
@@ -278,10 +305,12 @@ void LogPublisher::RunSubscription(const std::shared_ptr<Subscription>& sub) {
     uint64_t seen_version = 0;
     while (!broken && !sub->cancel.cancelled()) {
       std::vector<std::string> tasks;
+      absl::flat_hash_set<std::string> late;
       {
         absl::MutexLock lock(&mu_);
         if (sub->closed || stopping_) break;
         tasks = sub->tasks;
+        late = sub->late;
         seen_version = sub->tasks_version;
       }
       for (const std::string& task : tasks) {
@@ -289,22 +318,49 @@ void LogPublisher::RunSubscription(const std::shared_ptr<Subscription>& sub) {
         Progress& p = progress[task];
         LogReadOptions pass = base;
         pass.follow = false;
+        if (late.contains(task)) pass.tail.reset();
         if (!p.started) {
           p.started = true;
           p.cursor = options_.source->OpenCursor(task, pass);
         }
+        auto advance = [&p](absl::Time t) {
+          if (t == p.newest) {
+            ++p.at_newest;
+          } else {
+            p.newest = t;
+            p.at_newest = 1;
+          }
+        };
         absl::Status s;
         if (p.cursor != nullptr) {
           s = p.cursor->ReadNew(add);
-        } else {
-          // After the first read (tail and since as asked), only what is new: from the newest
-          // line sent on, skipping the lines already sent with its very time.
-          int64_t skip = 0;
-          if (p.read_once) {
-            pass.tail.reset();
-            pass.since = std::max(base.since, p.newest);
-            skip = p.at_newest;
+        } else if (!p.read_once) {
+          // The first read: every line since `since`, of which the last `tail` are sent. The
+          // tail is applied here, not by the source, so that the newest line of the log — sent
+          // or not — is where the next pass starts (else `--tail 0 -f` would get the whole log
+          // on the second pass).
+          const std::optional<uint64_t> tail = pass.tail;
+          pass.tail.reset();
+          std::deque<api::LogMessage> kept;
+          auto sink = [&](const api::LogMessage& m) {
+            advance(TimeOf(m));
+            if (!tail.has_value()) return add(m);
+            if (*tail == 0) return true;
+            kept.push_back(m);
+            if (kept.size() > *tail) kept.pop_front();
+            return true;
+          };
+          s = options_.source->ReadLogs(task, pass, sink, sub->cancel);
+          for (const api::LogMessage& m : kept) {
+            if (!add(m)) break;
           }
+          p.read_once = true;
+        } else {
+          // Only what is new: from the newest line read on, skipping the lines already read
+          // with its very time.
+          pass.tail.reset();
+          pass.since = std::max(base.since, p.newest);
+          int64_t skip = p.at_newest;
           auto sink = [&](const api::LogMessage& m) {
             const absl::Time t = TimeOf(m);
             if (t < p.newest) return true;
@@ -312,20 +368,17 @@ void LogPublisher::RunSubscription(const std::shared_ptr<Subscription>& sub) {
               --skip;
               return true;
             }
-            if (t == p.newest) {
-              ++p.at_newest;
-            } else {
-              p.newest = t;
-              p.at_newest = 1;
-            }
+            advance(t);
             return add(m);
           };
           s = options_.source->ReadLogs(task, pass, sink, sub->cancel);
-          p.read_once = true;
         }
         if (!s.ok()) spdlog::warn("logs of task {}: {}", task, std::string(s.message()));
       }
       if (!flush(false)) break;
+      // A stream to a manager that died, or stopped leading, fails only on a write: without
+      // one now and then, this thread would outlive its subscription until the tasks write.
+      if (absl::Now() - last_write >= options_.keepalive_interval && !flush(false, true)) break;
       absl::MutexLock lock(&mu_);
       auto woken = [this, &sub, seen_version]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return stopping_ || sub->closed || sub->tasks_version != seen_version;

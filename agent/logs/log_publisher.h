@@ -7,16 +7,20 @@
 //   - listener: opens ListenSubscriptions whenever the node has a dispatcher session, over that
 //     session's connection (`connection`), and reopens it when it ends, with backoff between
 //     min_backoff and max_backoff (reset once a stream delivered a message), or at once when
-//     the session changes (a new session is noticed within poll_interval, and the old stream is
-//     cancelled — as the worker's assignment stream);
+//     the session changes (a new session is noticed within poll_interval, also during a
+//     backoff, and the old stream is cancelled — as the worker's assignment stream);
 //   - one thread per active subscription, and no more: it opens one PublishLogs stream and reads
 //     the subscription's tasks one after another. Without follow it sends every task's selected
 //     lines and then close. With follow it sends the existing lines, then looks for new ones every
 //     follow_interval — through the source's cursors (TaskLogSource::OpenCursor) when it has
-//     them, else by reading each task again from the newest line sent (dropping the lines sent
-//     already), so nothing is sent twice — until the broker sends close for the subscription,
-//     the publish stream fails, or the publisher stops. A SubscriptionMessage for an active
-//     subscription adds the tasks it names that the subscription does not read yet.
+//     them, else by reading each task again from the newest line read (dropping the lines read
+//     already; the first read applies the tail itself, so that lines it leaves out are not sent
+//     later either), so nothing is sent twice — until the broker sends close for the
+//     subscription, the publish stream fails (noticed within keepalive_interval even when
+//     nothing is sent: an empty message probes it), or the publisher stops. A
+//     SubscriptionMessage for an active subscription adds the tasks it names that the
+//     subscription does not read yet; those started after the subscription, so all their lines
+//     (since `since`) are sent, whatever the tail.
 //
 // Batching: lines go out in PublishLogsMessages of at most max_batch_lines lines and about
 // max_batch_bytes bytes; a partial batch is sent once the source has nothing more at the moment.
@@ -65,6 +69,9 @@ struct LogPublisherOptions {
   absl::Duration poll_interval = absl::Milliseconds(100);
   // How often a follow subscription looks for new lines.
   absl::Duration follow_interval = absl::Milliseconds(250);
+  // A follow subscription that sent nothing for this long writes an empty message, to notice a
+  // publish stream that is gone (its manager died or stopped leading) and end.
+  absl::Duration keepalive_interval = absl::Seconds(5);
   size_t max_batch_lines = 500;
   size_t max_batch_bytes = 256 * 1024;
 };
@@ -106,6 +113,9 @@ class LogPublisher {
   void RunSubscription(const std::shared_ptr<Subscription>& sub);
   // Waits up to `d` or until kicked or stopping. False when stopping.
   bool Pause(absl::Duration d);
+  // The listener's wait between streams: up to `d`, or until kicked or the session is no longer
+  // `session_id`. False when stopping.
+  bool Backoff(absl::Duration d, const std::string& session_id);
   // Joins the threads of finished subscriptions.
   void ReapFinished();
 

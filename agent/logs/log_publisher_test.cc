@@ -1,12 +1,15 @@
 // LogPublisher against a fake LogBroker on 127.0.0.1 and a fake TaskLogSource: subscriptions are
-// served (tail, batching, close), follow sends only new lines and picks up added tasks, close from
-// the broker ends a subscription, and a new session reopens the listening stream.
+// served (tail, batching, close), follow sends only new lines (also with --tail 0) and picks up
+// added tasks (all their lines, whatever the tail), notices a broken publish stream though nothing
+// is written, close from the broker ends a subscription, and a new session reopens the listening
+// stream (also during a backoff).
 #include "agent/logs/log_publisher.h"
 
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -153,15 +156,31 @@ class FakeBroker final : public api::LogBroker::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status PublishLogs(grpc::ServerContext*,
+  grpc::Status PublishLogs(grpc::ServerContext* ctx,
                            grpc::ServerReader<api::PublishLogsMessage>* reader,
                            api::PublishLogsResponse*) override {
+    {
+      absl::MutexLock lock(&mu_);
+      publish_ctxs_.insert(ctx);
+    }
     api::PublishLogsMessage m;
     while (reader->Read(&m)) {
       absl::MutexLock lock(&mu_);
       published_.push_back(m);
     }
+    absl::MutexLock lock(&mu_);
+    publish_ctxs_.erase(ctx);
     return grpc::Status::OK;
+  }
+
+  // Breaks every open publish stream, as a manager that dies does.
+  void BreakPublishStreams() {
+    absl::MutexLock lock(&mu_);
+    for (grpc::ServerContext* ctx : publish_ctxs_) ctx->TryCancel();
+  }
+  int open_publish_streams() {
+    absl::MutexLock lock(&mu_);
+    return static_cast<int>(publish_ctxs_.size());
   }
 
   // Every listening stream (past and future) delivers `m` (each stream from the start).
@@ -197,6 +216,7 @@ class FakeBroker final : public api::LogBroker::Service {
   absl::Mutex mu_;
   std::vector<api::SubscriptionMessage> outbox_ ABSL_GUARDED_BY(mu_);
   std::vector<api::PublishLogsMessage> published_ ABSL_GUARDED_BY(mu_);
+  std::set<grpc::ServerContext*> publish_ctxs_ ABSL_GUARDED_BY(mu_);
   int listens_ ABSL_GUARDED_BY(mu_) = 0;
   bool ending_ ABSL_GUARDED_BY(mu_) = false;
 };
@@ -228,8 +248,10 @@ class LogPublisherTest : public ::testing::Test {
     server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
   }
 
-  void StartPublisher(size_t max_batch_lines = 500) {
+  void StartPublisher(size_t max_batch_lines = 500,
+                      absl::Duration keepalive_interval = absl::Seconds(5)) {
     LogPublisherOptions o;
+    o.keepalive_interval = keepalive_interval;
     o.connection = [this]() -> LogBrokerConnection {
       absl::MutexLock lock(&mu_);
       return LogBrokerConnection{session_, stub_};
@@ -312,6 +334,61 @@ TEST_F(LogPublisherTest, FollowSendsOnlyNewLinesPicksUpAddedTasksAndStopsOnClose
   EXPECT_FALSE(closed);
 }
 
+// `-f --tail 0`: none of the existing lines, then every new one. (The first read must remember
+// where the log ended though it sent nothing, or the next pass sends the whole log.)
+TEST_F(LogPublisherTest, FollowWithTailZeroSendsOnlyNewLines) {
+  source_.Append("t1", "old 1\n", T(0));
+  source_.Append("t1", "old 2\n", T(1));
+  StartPublisher();
+  api::SubscriptionMessage m = Sub("s5", {"t1"}, /*follow=*/true);
+  m.mutable_options()->set_tail(0);
+  broker_.Send(m);
+  // Several passes over the log.
+  ASSERT_TRUE(WaitFor([&] { return source_.reads() >= 4; }));
+  source_.Append("t1", "new\n", T(2));
+  ASSERT_TRUE(WaitFor([&] { return !broker_.Lines("s5").empty(); }));
+  const int reads = source_.reads();
+  ASSERT_TRUE(WaitFor([&] { return source_.reads() >= reads + 3; }));
+  EXPECT_THAT(broker_.Lines("s5"), ElementsAre("new\n"));
+}
+
+// The tail counts the lines that existed when the subscription began: a task added to it later
+// (it started since) has all its lines sent. So has --tail N for the tasks that existed.
+TEST_F(LogPublisherTest, FollowWithTailSendsEveryLineOfTasksAddedLater) {
+  source_.Append("t1", "a\n", T(0));
+  source_.Append("t1", "b\n", T(1));
+  StartPublisher();
+  api::SubscriptionMessage m = Sub("s6", {"t1"}, /*follow=*/true);
+  m.mutable_options()->set_tail(1);
+  broker_.Send(m);
+  ASSERT_TRUE(WaitFor([&] { return broker_.Lines("s6").size() == 1; }));
+  // t2 starts and writes before the publisher hears of it.
+  source_.Append("t2", "x\n", T(2));
+  source_.Append("t2", "y\n", T(3));
+  api::SubscriptionMessage more = Sub("s6", {"t1", "t2"}, true);
+  more.mutable_options()->set_tail(1);
+  broker_.Send(more);
+  ASSERT_TRUE(WaitFor([&] { return broker_.Lines("s6").size() == 3; }));
+  source_.Append("t1", "c\n", T(4));
+  ASSERT_TRUE(WaitFor([&] { return broker_.Lines("s6").size() == 4; }));
+  EXPECT_THAT(broker_.Lines("s6"), ElementsAre("b\n", "x\n", "y\n", "c\n"));
+}
+
+// A follow subscription whose tasks write nothing more still notices that its publish stream is
+// gone (the manager died): its thread ends instead of polling the logs forever.
+TEST_F(LogPublisherTest, FollowEndsWhenItsStreamBreaksThoughNothingIsWritten) {
+  source_.Append("t1", "one\n", T(0));
+  StartPublisher(500, /*keepalive_interval=*/absl::Milliseconds(50));
+  broker_.Send(Sub("s7", {"t1"}, /*follow=*/true));
+  ASSERT_TRUE(WaitFor([&] { return broker_.Lines("s7").size() == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return broker_.open_publish_streams() == 1; }));
+  EXPECT_EQ(publisher_->stats().subscriptions_active, 1);
+  broker_.BreakPublishStreams();
+  ASSERT_TRUE(WaitFor([&] { return publisher_->stats().subscriptions_active == 0; }));
+  EXPECT_EQ(publisher_->stats().publish_failures, 1);
+  EXPECT_THAT(broker_.Lines("s7"), ElementsAre("one\n"));
+}
+
 TEST_F(LogPublisherTest, FollowUsesTheSourcesCursorsWhenItHasThem) {
   source_.EnableCursors();
   source_.Append("t1", "one\n", T(0));
@@ -334,6 +411,30 @@ TEST_F(LogPublisherTest, ANewSessionReopensTheListeningStream) {
   publisher_->Kick();
   ASSERT_TRUE(WaitFor([&] { return broker_.listens() == 2; }));
   EXPECT_GE(publisher_->stats().listen_streams, 2);
+}
+
+// While the listener waits out its backoff after failed streams, a new session (a new leader)
+// is listened on at once — nobody needs to Kick().
+TEST_F(LogPublisherTest, ANewSessionEndsTheListenersBackoff) {
+  broker_.End();  // every listening stream fails at once
+  LogPublisherOptions o;
+  o.connection = [this]() -> LogBrokerConnection {
+    absl::MutexLock lock(&mu_);
+    return LogBrokerConnection{session_, stub_};
+  };
+  o.source = &source_;
+  o.poll_interval = absl::Milliseconds(10);
+  o.min_backoff = absl::Minutes(5);
+  o.max_backoff = absl::Minutes(10);
+  auto p = LogPublisher::Start(o);
+  ASSERT_TRUE(p.ok()) << p.status();
+  publisher_ = std::move(*p);
+  ASSERT_TRUE(WaitFor([&] { return broker_.listens() == 1; }));
+  {
+    absl::MutexLock lock(&mu_);
+    session_ = "session-2";
+  }
+  ASSERT_TRUE(WaitFor([&] { return broker_.listens() == 2; }, absl::Seconds(10)));
 }
 
 TEST_F(LogPublisherTest, WaitsForASessionAndStopsPromptlyWhileFollowing) {

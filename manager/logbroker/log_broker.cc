@@ -104,6 +104,9 @@ class LogBroker::Impl : public std::enable_shared_from_this<Impl> {
     bool sent = false;    // the node's listener got the subscription
     bool closed = false;  // the node sent close
     bool failed = false;  // it cannot serve the subscription (non-follow only)
+    // Involved only once the subscription ran (follow): its tasks were all assigned since, so
+    // all their lines are new and the subscription's tail does not apply to them.
+    bool late = false;
     std::string why;
     int publishers = 0;
   };
@@ -591,6 +594,7 @@ class LogBroker::Impl : public std::enable_shared_from_this<Impl> {
     m.set_id(sub.id_);
     for (const std::string& t : node.tasks) m.mutable_selector()->add_task_ids(t);
     *m.mutable_options() = sub.request_.options();
+    if (node.late) m.mutable_options()->clear_tail();
     return m;
   }
 
@@ -631,6 +635,10 @@ class LogBroker::Impl : public std::enable_shared_from_this<Impl> {
             node.why = absl::StrCat("node ", node.label, " is not connected to the leader");
           }
         }
+        size_t tasks = 0;
+        for (const auto& [node_id, node] : sub->nodes_) tasks += node.tasks.size();
+        spdlog::debug("log subscription {} opened{}: {} task(s) on {} node(s)", sub->id(),
+                      sub->follow() ? ", following" : "", tasks, sub->nodes_.size());
         CheckCompleteLocked(sub, actions);
       }
     }
@@ -767,7 +775,9 @@ class LogBroker::Impl : public std::enable_shared_from_this<Impl> {
       std::set<std::string> changed;
       for (const api::Task& t : tasks) {
         if (t.node_id().empty() || !Matches(sub->request_.selector(), t)) continue;
-        NodeState& node = sub->nodes_[t.node_id()];
+        auto [it, added] = sub->nodes_.try_emplace(t.node_id());
+        NodeState& node = it->second;
+        if (added) node.late = true;
         if (node.label.empty()) node.label = t.node_id();
         if (!node.tasks.insert(t.id()).second) continue;
         sub->task_service_[t.id()] = t.service_id();

@@ -20,7 +20,8 @@
 //                   node X (host) is not connected …" after the others' lines. With follow it
 //                   runs until the subscriber cancels; nodes that connect later, and tasks that
 //                   are later assigned to a node and match the selector, are added (the node gets
-//                   a SubscriptionMessage with its tasks so far). Whenever the subscriber goes
+//                   a SubscriptionMessage with its tasks so far; without the tail when all of
+//                   them came later: their lines are all new). Whenever the subscriber goes
 //                   away, every involved node gets a close for the subscription.
 //   ListenSubscriptions  Worker or manager certificates; the node is the certificate's CN. A
 //                   newer stream from the same node replaces the older one (ABORTED). On open the

@@ -406,6 +406,34 @@ TEST_F(LogBrokerTest, FollowAddsNodesAndTasksThatComeLaterAndCancelClosesThem) {
   EXPECT_TRUE(WaitFor([&] { return broker_->stats().subscriptions == 0; }));
 }
 
+// --tail counts the lines that existed when the subscription began: a node that is involved
+// only later (a task was assigned to it since) gets the subscription without the tail.
+TEST_F(LogBrokerTest, FollowHandsANodeInvolvedLaterTheSubscriptionWithoutTail) {
+  Listening l1 = Listen(w1_);
+  Listening l2 = Listen(w2_);
+  ASSERT_TRUE(WaitForListeners(2));
+  api::SubscribeLogsRequest request;
+  request.mutable_selector()->add_task_ids("t1");  // on w1
+  request.mutable_selector()->add_task_ids("t3");  // not scheduled yet
+  request.mutable_options()->set_follow(true);
+  request.mutable_options()->set_tail(2);
+  Subscribed sub = Subscribe(request);
+  api::SubscriptionMessage m1;
+  ASSERT_TRUE(l1.Next(&m1));
+  EXPECT_THAT(Tasks(m1), ElementsAre("t1"));
+  ASSERT_TRUE(m1.options().has_tail());
+  EXPECT_EQ(m1.options().tail(), 2u);
+
+  AssignTask("t3", "w2");
+  api::SubscriptionMessage m2;
+  ASSERT_TRUE(l2.Next(&m2));
+  EXPECT_EQ(m2.id(), m1.id());
+  EXPECT_THAT(Tasks(m2), ElementsAre("t3"));
+  EXPECT_TRUE(m2.options().follow());
+  EXPECT_FALSE(m2.options().has_tail());
+  sub.ctx->TryCancel();
+}
+
 TEST_F(LogBrokerTest, SlowSubscriberHoldsItsPublisherBackAndLosesNothing) {
   broker_->Stop();
   server_->Shutdown();
