@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "manager/cluster_object.h"
@@ -126,6 +127,8 @@ absl::Status Updater::ProcessService(const std::string& service_id) {
   bool found = false;
   const bool has_run = runs_.contains(service_id);
   bool idle = false;  // no update under way and every live task has the current spec
+  // Nodes that are down or gone: their tasks will never report that they stopped.
+  absl::flat_hash_set<std::string> lost_nodes;
   store_->View([&](const store::ReadTx& tx) {
     const api::Service* s = tx.Get<api::Service>(service_id);
     if (!Updatable(s)) return;
@@ -145,7 +148,14 @@ absl::Status Updater::ProcessService(const std::string& service_id) {
     }
     service = *s;
     for (const api::Task* t : of_service) {
-      if (!IsJobTask(*t)) tasks.push_back(*t);
+      if (IsJobTask(*t)) continue;
+      tasks.push_back(*t);
+      if (!t->node_id().empty() && !IsFinished(*t) && !lost_nodes.contains(t->node_id())) {
+        const api::Node* n = tx.Get<api::Node>(t->node_id());
+        if (n == nullptr || n->status().state() == api::NodeStatus::DOWN) {
+          lost_nodes.insert(t->node_id());
+        }
+      }
     }
   });
   if (idle) return absl::OkStatus();
@@ -181,7 +191,9 @@ absl::Status Updater::ProcessService(const std::string& service_id) {
     if (LiveForService(t)) {
       (MessageDifferencer::Equals(t.spec(), target) ? slot.current : slot.outdated).push_back(&t);
     } else {
-      if (!IsFinished(t)) slot.stopping = true;
+      // A task on a lost node is as good as stopped (its node cannot run it any more, and the
+      // old task's slot would otherwise never let its replacement start).
+      if (!IsFinished(t) && !lost_nodes.contains(t.node_id())) slot.stopping = true;
       if (!MessageDifferencer::Equals(t.spec(), target)) {
         slot.replaced = true;
       } else {

@@ -207,6 +207,27 @@ TEST_F(UpdateTest, ParallelismZeroUpdatesAllAtOnce) {
   EXPECT_EQ(TasksDesired("svc", api::TASK_STATE_READY).size(), 3u);
 }
 
+TEST_F(UpdateTest, StopFirstDoesNotWaitForATaskOnADownNode) {
+  StartService(2, [](api::Service* s) { Config(s->mutable_spec(), 0, absl::ZeroDuration()); });
+  // n1 (slot 1's node) goes down: its task will never report that it stopped.
+  UpdateNode("n1", [](api::Node* n) { n->mutable_status()->set_state(api::NodeStatus::DOWN); });
+  SetImage("sim/v2");
+  Update();  // both replacements created, waiting (READY)
+  EXPECT_EQ(TasksDesired("svc", api::TASK_STATE_READY).size(), 2u);
+  Update();
+  ASSERT_EQ(TasksDesired("svc", api::TASK_STATE_READY).size(), 1u);  // slot 2 waits for its task
+  EXPECT_EQ(TasksDesired("svc", api::TASK_STATE_READY)[0].slot(), 2u);
+  // Slot 1's replacement was started at once.
+  int started = 0;
+  for (const api::Task& t : Live("svc")) {
+    if (t.slot() == 1 && t.spec().container_spec().image() == "sim/v2") {
+      EXPECT_EQ(t.desired_state(), api::TASK_STATE_RUNNING);
+      ++started;
+    }
+  }
+  EXPECT_EQ(started, 1);
+}
+
 TEST_F(UpdateTest, StartFirstKeepsCapacity) {
   StartService(3, [](api::Service* s) {
     Config(s->mutable_spec(), 1, absl::ZeroDuration(), api::UpdateConfig::PAUSE,
