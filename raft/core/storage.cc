@@ -65,9 +65,9 @@ absl::Status MemoryStorage::SetInitialConfState(const raftpb::ConfState& cs) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<raftpb::Snapshot> MemoryStorage::CreateSnapshot(uint64_t index,
-                                                               const raftpb::ConfState* cs,
-                                                               std::string data) {
+absl::StatusOr<raftpb::SnapshotMetadata> MemoryStorage::CreateSnapshot(uint64_t index,
+                                                                       const raftpb::ConfState* cs,
+                                                                       std::string data) {
   absl::MutexLock l(&mu_);
   if (index <= snapshot_.metadata().index()) return ErrSnapOutOfDate();
   const uint64_t offset = ents_[0].index();
@@ -78,7 +78,7 @@ absl::StatusOr<raftpb::Snapshot> MemoryStorage::CreateSnapshot(uint64_t index,
   snapshot_.mutable_metadata()->set_term(ents_[index - offset].term());
   if (cs != nullptr) *snapshot_.mutable_metadata()->mutable_conf_state() = *cs;
   snapshot_.set_data(std::move(data));
-  return snapshot_;
+  return snapshot_.metadata();
 }
 
 absl::Status MemoryStorage::Compact(uint64_t compact_index) {

@@ -84,9 +84,11 @@ class MemoryStorage : public Storage {
   absl::Status ApplySnapshot(const raftpb::Snapshot& snap);
   // Records a snapshot at `index` (which must be <= LastIndex() and not older than the current
   // snapshot) holding `data`; cs, if non-null, becomes its membership, else the current one is
-  // kept. Entries are not discarded: call Compact() for that.
-  absl::StatusOr<raftpb::Snapshot> CreateSnapshot(uint64_t index, const raftpb::ConfState* cs,
-                                                  std::string data);
+  // kept. Entries are not discarded: call Compact() for that. Returns the snapshot's metadata
+  // (GetSnapshot() gives the whole of it; the data is not copied here).
+  absl::StatusOr<raftpb::SnapshotMetadata> CreateSnapshot(uint64_t index,
+                                                          const raftpb::ConfState* cs,
+                                                          std::string data);
   // Discards entries before compact_index. REQUIRES: compact_index <= LastIndex().
   absl::Status Compact(uint64_t compact_index);
   // Appends entries, which must be contiguous; a conflicting suffix already stored is replaced.

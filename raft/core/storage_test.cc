@@ -89,10 +89,10 @@ TEST(StorageTest, CreateSnapshot) {
   raftpb::ConfState cs = testing::CS({1, 2, 3});
   auto snap = s->CreateSnapshot(4, &cs, "data");
   ASSERT_TRUE(snap.ok());
-  EXPECT_EQ(snap->metadata().index(), 4u);
-  EXPECT_EQ(snap->metadata().term(), 4u);
-  EXPECT_EQ(snap->data(), "data");
-  EXPECT_EQ(snap->metadata().conf_state().voters_size(), 3);
+  EXPECT_EQ(snap->index(), 4u);
+  EXPECT_EQ(snap->term(), 4u);
+  EXPECT_EQ(s->GetSnapshot()->data(), "data");
+  EXPECT_EQ(snap->conf_state().voters_size(), 3);
   EXPECT_EQ(s->GetSnapshot()->metadata().index(), 4u);
   // Entries are kept until Compact().
   EXPECT_EQ(s->FirstIndex(), 4u);
@@ -103,7 +103,7 @@ TEST(StorageTest, CreateSnapshot) {
   // Without a conf state the previous one is kept.
   auto snap2 = s->CreateSnapshot(5, nullptr, "d2");
   ASSERT_TRUE(snap2.ok());
-  EXPECT_EQ(snap2->metadata().conf_state().voters_size(), 3);
+  EXPECT_EQ(snap2->conf_state().voters_size(), 3);
 }
 
 TEST(StorageTest, AppendCases) {

@@ -824,18 +824,21 @@ void RaftNode::FinishSnapshot(WrittenSnapshot w) {
     return;
   }
   const uint64_t size = w.snapshot.data().size();
-  absl::StatusOr<raftpb::Snapshot> snap = storage_.CreateSnapshot(
-      meta.index(), &meta.conf_state(), std::move(*w.snapshot.mutable_data()));
-  if (!snap.ok()) {
-    spdlog::warn("raft {}: snapshot at {} failed: {}", options_.id, meta.index(),
-                 std::string(snap.status().message()));
-    durable_->AbandonSnapshotFile(meta);
-    return;
-  }
-  if (absl::Status s = durable_->SaveSnapshot(*snap); !s.ok()) {
+  // Recorded first (the file is written already: this is the record and the log's compaction),
+  // then handed to the in-memory storage, without a copy of the data (it may be 100 MB, and
+  // this runs on the loop thread).
+  if (absl::Status s = durable_->SaveSnapshot(w.snapshot); !s.ok()) {
     spdlog::error("raft {}: saving snapshot at {} failed: {}", options_.id, meta.index(),
                   std::string(s.message()));
     durable_->AbandonSnapshotFile(meta);
+    return;
+  }
+  absl::StatusOr<raftpb::SnapshotMetadata> snap = storage_.CreateSnapshot(
+      meta.index(), &meta.conf_state(), std::move(*w.snapshot.mutable_data()));
+  if (!snap.ok()) {
+    // Recorded on disk but not in memory: the next snapshot supersedes both.
+    spdlog::warn("raft {}: snapshot at {} failed: {}", options_.id, meta.index(),
+                 std::string(snap.status().message()));
     return;
   }
   snapshot_index_ = meta.index();

@@ -169,9 +169,11 @@ TEST(RaftNodeTest, ASlowSnapshotDoesNotStallTheNode) {
   for (uint64_t id : c.ids()) c.member(id).kv->HoldSnapshots(false);
   // The snapshot is recorded, and the next one follows.
   ASSERT_TRUE(c.Put("last", "v").ok());
+  bool ticked = false;  // the snapshots may all be recorded before any tick is needed
   for (uint64_t id : c.ids()) {
     while (c.node(id).GetInfo().snapshot_index < 20 && absl::Now() < deadline + absl::Seconds(10)) {
       ASSERT_TRUE(c.Put("tick", "v").ok());
+      ticked = true;
     }
     EXPECT_GE(c.node(id).GetInfo().snapshot_index, 20u) << id;
   }
@@ -181,7 +183,7 @@ TEST(RaftNodeTest, ASlowSnapshotDoesNotStallTheNode) {
   ASSERT_TRUE(c.Put("after-restart", "1").ok());
   ASSERT_TRUE(c.WaitForApplied(c.node(c.WaitForLeader()).GetInfo().applied));
   for (uint64_t id : c.ids()) {
-    EXPECT_EQ(c.member(id).kv->size(), 103u) << id;
+    EXPECT_EQ(c.member(id).kv->size(), ticked ? 103u : 102u) << id;
     EXPECT_EQ(c.member(id).kv->Get("k99"), "v") << id;
   }
 }

@@ -533,7 +533,7 @@ void Sim::MaybeSnapshot(Member& m) {
   ++stats_.snapshots_taken;
   Trace(absl::StrFormat("m%d snapshot at %d, log now (%d..%d]", m.id, m.applied,
                         m.storage->FirstIndex() - 1, m.storage->LastIndex()));
-  checker_.ObserveSnapshotState(m.id, m.applied, snap->metadata().term(), hash,
+  checker_.ObserveSnapshotState(m.id, m.applied, snap->term(), hash,
                                 /*restored=*/false);
 }
 
