@@ -428,7 +428,9 @@ void RaftNode::Loop() {
     const absl::Time iteration_start = absl::Now();
     slow_ = SlowParts{};
     if (written) {
-      if (snapshot_thread_.joinable()) snapshot_thread_.join();  // it has posted: about to end
+      // Not joined here: the thread, though it has posted, may still be releasing the captured
+      // state (the last reference to an old version of a large store takes a second to free).
+      // The next snapshot, or the drain at a reseal or stop, joins it.
       FinishSnapshot(std::move(*written));
       slow_.snapshot = absl::Now() - iteration_start;
     }
@@ -793,14 +795,17 @@ void RaftNode::MaybeSnapshot() {
         env.reset();
         *w.snapshot.mutable_metadata() = meta;
         w.status = durable->WriteSnapshotFile(w.snapshot);
+        // Released here rather than when the thread ends: what it holds (the store as it was)
+        // is freed off the loop thread either way, and before the result is posted.
+        serialise = nullptr;
         absl::MutexLock lock(&mu_);
         snapshot_written_ = std::move(w);
       });
 }
 
 void RaftNode::DrainSnapshot() {
+  if (snapshot_thread_.joinable()) snapshot_thread_.join();  // also a finished one's
   if (!snapshot_in_flight_) return;
-  if (snapshot_thread_.joinable()) snapshot_thread_.join();
   std::optional<WrittenSnapshot> written;
   {
     absl::MutexLock lock(&mu_);
