@@ -26,6 +26,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "proto/control.grpc.pb.h"
+#include "tests/harness/control.h"
 #include "tests/harness/daemon.h"
 #include "tests/harness/process.h"
 
@@ -46,49 +47,6 @@ std::vector<nlohmann::json> JsonLines(const CommandResult& r) {
   return out;
 }
 
-// The Control API of a daemon, on its control socket (as the CLI reaches it).
-class ControlClient {
- public:
-  explicit ControlClient(const ShoaldProcess& d)
-      : stub_(api::Control::NewStub(
-            grpc::CreateChannel(d.host(), grpc::InsecureChannelCredentials()))) {}
-
-  // The service named `name`; nullopt if it cannot be read now (no leader yet, not found).
-  std::optional<api::Service> Service(const std::string& name) {
-    api::ListServicesRequest req;
-    req.mutable_filters()->add_names(name);
-    api::ListServicesResponse resp;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-    if (!stub_->ListServices(&ctx, req, &resp).ok() || resp.services_size() != 1) {
-      return std::nullopt;
-    }
-    return resp.services(0);
-  }
-
-  // Every task of the service (history included); nullopt if they cannot be read now.
-  std::optional<std::vector<api::Task>> Tasks(const std::string& service_id) {
-    api::ListTasksRequest req;
-    req.mutable_filters()->add_service_ids(service_id);
-    api::ListTasksResponse resp;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-    if (!stub_->ListTasks(&ctx, req, &resp).ok()) return std::nullopt;
-    return std::vector<api::Task>(resp.tasks().begin(), resp.tasks().end());
-  }
-
- private:
-  std::unique_ptr<api::Control::Stub> stub_;
-};
-
-const std::string& ImageOf(const api::Task& t) { return t.spec().container_spec().image(); }
-
-// Wanted and running: what serves.
-bool Serving(const api::Task& t) {
-  return t.desired_state() == api::TASK_STATE_RUNNING &&
-         t.status().state() == api::TASK_STATE_RUNNING;
-}
-
 // Serving tasks by image.
 std::map<std::string, int> ServingImages(const std::vector<api::Task>& tasks) {
   std::map<std::string, int> out;
@@ -103,22 +61,6 @@ std::set<uint64_t> SlotsWithImage(const std::vector<api::Task>& tasks, const std
   std::set<uint64_t> out;
   for (const api::Task& t : tasks) {
     if (ImageOf(t) == image) out.insert(t.slot());
-  }
-  return out;
-}
-
-// One line per task, for failure messages.
-std::string Dump(const std::vector<api::Task>& tasks) {
-  std::vector<const api::Task*> sorted;
-  for (const api::Task& t : tasks) sorted.push_back(&t);
-  std::sort(sorted.begin(), sorted.end(), [](const api::Task* a, const api::Task* b) {
-    return a->slot() != b->slot() ? a->slot() < b->slot() : a->id() < b->id();
-  });
-  std::string out;
-  for (const api::Task* t : sorted) {
-    absl::StrAppend(&out, "  slot ", t->slot(), " ", t->id(), " ", ImageOf(*t), " node ",
-                    t->node_id(), " desired ", api::TaskState_Name(t->desired_state()), " state ",
-                    api::TaskState_Name(t->status().state()), " ", t->status().err(), "\n");
   }
   return out;
 }
