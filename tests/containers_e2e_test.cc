@@ -364,7 +364,8 @@ TEST_F(ContainersE2eTest, SecretEnvCommandUserAndLimitsAreAppliedInsideTheContai
 
 TEST_F(ContainersE2eTest, LogsStreamFromTheContainersThroughTheManager) {
   Create("chatty", {"--replicas", "1", *image_v1_, "sh", "-c",
-                    "for i in 1 2 3; do echo out-$i; done; echo err-1 >&2; sleep 3600"});
+                    "for i in 1 2 3; do echo out-$i; done; echo err-1 >&2; "
+                    "while true; do sleep 0.2; echo tick; done"});
   std::vector<api::Task> tasks = WaitServing("chatty", 1);
   ASSERT_EQ(tasks.size(), 1u);
   const std::string prefix = absl::StrCat("chatty.1.", tasks[0].id().substr(0, 12), "@worker1");
@@ -385,6 +386,21 @@ TEST_F(ContainersE2eTest, LogsStreamFromTheContainersThroughTheManager) {
   CommandResult tail = manager_->Cli({"service", "logs", "--tail", "1", "chatty"});
   ASSERT_EQ(tail.exit_code, 0) << tail.err;
   EXPECT_FALSE(absl::StrContains(tail.out, "out-1")) << tail.out;
+
+  // -f --tail 0: only new lines, as the container writes them.
+  TempDir dir("shoal-e2e-logs");
+  const std::string followed = dir.path() + "/follow.out";
+  auto follower = ChildProcess::Start(
+      {ShoalBinary(), "-H", manager_->host(), "service", "logs", "-f", "--tail", "0", "chatty"},
+      followed);
+  ASSERT_TRUE(follower.ok()) << follower.status();
+  EXPECT_TRUE(WaitFor(
+      [&] { return absl::StrContains(ReadFile(followed), absl::StrCat(prefix, " | tick")); },
+      kConverge, absl::Milliseconds(100)))
+      << ReadFile(followed);
+  EXPECT_FALSE(absl::StrContains(ReadFile(followed), "out-1")) << ReadFile(followed);
+  EXPECT_TRUE(follower->running());
+  EXPECT_TRUE(follower->Stop(absl::Seconds(10)).ok());
 }
 
 TEST_F(ContainersE2eTest, AnUnhealthyContainerIsReplaced) {
