@@ -80,6 +80,11 @@ absl::Status ValidateOptions(const DaemonOptions& options) {
         absl::StrCat("--metrics-addr must be IP:PORT, e.g. 127.0.0.1:9323 (got \"",
                      options.metrics_addr, "\")"));
   }
+  if (options.shim_group_size < 1 || options.shim_group_size > kMaxShimGroupSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--shim-group-size must be 1 (a shim per container) to ", kMaxShimGroupSize,
+                     " (got ", options.shim_group_size, ")"));
+  }
   for (const std::string& registry : options.insecure_registries) {
     if (!ValidHostPort(registry)) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -158,6 +163,7 @@ absl::Status Daemon::StartControlSocket() {
   so.containerd_address = options_.containerd_address;
   so.containerd_namespace = options_.containerd_namespace;
   so.insecure_registries = options_.insecure_registries;
+  so.shim_group_size = options_.shim_group_size;
   so.metrics = metrics_registry_.get();
   absl::StatusOr<std::unique_ptr<SwarmNode>> swarm = SwarmNode::Open(so);
   if (!swarm.ok()) return swarm.status();

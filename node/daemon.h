@@ -30,6 +30,10 @@ class Registry;
 
 namespace shoal::node {
 
+// --shim-group-size: 1 runs a shim per container (Docker's way); see ContainerdExecutorOptions.
+inline constexpr int kDefaultShimGroupSize = 1;
+inline constexpr int kMaxShimGroupSize = 64;
+
 struct DaemonOptions {
   std::string state_dir = "/var/lib/shoal";
   std::string socket_path = "/run/shoal/shoal.sock";
@@ -38,6 +42,8 @@ struct DaemonOptions {
   std::string containerd_address = "/run/containerd/containerd.sock";
   std::string containerd_namespace = "shoal";
   std::vector<std::string> insecure_registries;
+  // Up to this many replicated tasks of one service share a runc shim process (containerd).
+  int shim_group_size = kDefaultShimGroupSize;
   std::string metrics_addr;  // empty: no metrics endpoint
 };
 

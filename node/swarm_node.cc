@@ -240,6 +240,7 @@ absl::StatusOr<std::unique_ptr<SwarmNode>> SwarmNode::Open(SwarmNodeOptions opti
   ro.containerd_address = node->options_.containerd_address;
   ro.containerd_namespace = node->options_.containerd_namespace;
   ro.insecure_registries = node->options_.insecure_registries;
+  ro.shim_group_size = node->options_.shim_group_size;
   ro.log_driver_path = node->options_.log_driver_path;
   if (ro.executor == "containerd" && ro.log_driver_path.empty()) {
     absl::StatusOr<std::string> driver = DefaultLogDriver();

@@ -59,6 +59,7 @@ struct SwarmNodeOptions {
   std::string containerd_address;
   std::string containerd_namespace;
   std::vector<std::string> insecure_registries;
+  int shim_group_size = 1;
   // The shim's log driver binary (containerd); empty = DefaultLogDriver().
   std::string log_driver_path;
   Clock* clock = nullptr;

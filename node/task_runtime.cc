@@ -96,6 +96,7 @@ absl::StatusOr<std::unique_ptr<TaskRuntime>> TaskRuntime::Open(TaskRuntimeOption
   eo.config_getter = options.deps.config;
   eo.node = options.deps.node;
   eo.log_driver_path = options.log_driver_path;
+  eo.shim_group_size = options.shim_group_size;
   absl::StatusOr<std::unique_ptr<cx::ContainerdExecutor>> executor =
       cx::ContainerdExecutor::Create(std::move(eo));
   if (!executor.ok()) return executor.status();

@@ -47,6 +47,8 @@ struct TaskRuntimeOptions {
   std::string containerd_address;
   std::string containerd_namespace;
   std::vector<std::string> insecure_registries;
+  // ContainerdExecutorOptions::shim_group_size.
+  int shim_group_size = 1;
   // The binary containerd's shim runs as a task's log driver (DefaultLogDriver()).
   std::string log_driver_path;
   TaskDependencies deps;

@@ -83,7 +83,11 @@ class ContainersE2eTest : public ::testing::Test {
     worker_ = &cluster_->Add(NodeOptions("worker1", ns_prefix + "-w"));
     worker_ns_ = new std::string(ns_prefix + "-w");
     manager_ns_ = new std::string(ns_prefix + "-m");
-    if (!manager_->running() || !worker_->running()) {
+    grouped_ns_ = new std::string(ns_prefix + "-g");
+    ShoaldOptions grouped = NodeOptions("worker2", *grouped_ns_);
+    grouped.extra_args.insert(grouped.extra_args.end(), {"--shim-group-size", "4"});
+    grouped_ = &cluster_->Add(grouped);
+    if (!manager_->running() || !worker_->running() || !grouped_->running()) {
       *error_ = "a shoald did not start";
       return;
     }
@@ -93,14 +97,22 @@ class ContainersE2eTest : public ::testing::Test {
     CommandResult join = worker_->Cli({"swarm", "join", "--token", Trim(token.out), "--listen-addr",
                                        worker_->swarm_addr(), "--advertise-addr",
                                        worker_->swarm_addr(), manager_->swarm_addr()});
+    // worker2 (shims shared by up to 4 tasks) runs only what a test puts there.
+    CommandResult join2 =
+        grouped_->Cli({"swarm", "join", "--token", Trim(token.out), "--availability", "drain",
+                       "--listen-addr", grouped_->swarm_addr(), "--advertise-addr",
+                       grouped_->swarm_addr(), manager_->swarm_addr()});
     CommandResult drain = manager_->Cli({"node", "update", "--availability", "drain", "manager1"});
-    if (init.exit_code != 0 || join.exit_code != 0 || drain.exit_code != 0) {
-      *error_ = absl::StrCat("swarm setup failed: ", init.err, join.err, drain.err);
+    if (init.exit_code != 0 || join.exit_code != 0 || join2.exit_code != 0 ||
+        drain.exit_code != 0) {
+      *error_ = absl::StrCat("swarm setup failed: ", init.err, join.err, join2.err, drain.err);
       return;
     }
-    if (!WaitFor([] { return WorkerReady(); }, kConverge, absl::Milliseconds(100))) {
-      *error_ = "worker1 did not become Ready";
-      return;
+    for (const char* name : {"worker1", "worker2"}) {
+      if (!WaitFor([&] { return NodeReady(name); }, kConverge, absl::Milliseconds(100))) {
+        *error_ = absl::StrCat(name, " did not become Ready");
+        return;
+      }
     }
     std::cout << "timing: suite setup (lab, 2 images pushed, 2-node swarm) " << absl::Now() - start
               << "\n";
@@ -115,7 +127,7 @@ class ContainersE2eTest : public ::testing::Test {
     }
     if (lab_ != nullptr) {
       // shoald leaves its containers running when it stops (a restart adopts them).
-      for (const std::string* ns : {worker_ns_, manager_ns_}) {
+      for (const std::string* ns : {worker_ns_, manager_ns_, grouped_ns_}) {
         if (ns != nullptr) EXPECT_TRUE(lab_->EmptyNamespace(*ns).ok()) << *ns;
       }
     }
@@ -134,12 +146,14 @@ class ContainersE2eTest : public ::testing::Test {
     return o;
   }
 
-  static bool WorkerReady() {
+  static bool WorkerReady() { return NodeReady("worker1"); }
+
+  static bool NodeReady(const std::string& name) {
     CommandResult r = manager_->Cli({"node", "ls", "--format", "json"});
     if (r.exit_code != 0) return false;
     for (absl::string_view line : absl::StrSplit(r.out, '\n', absl::SkipEmpty())) {
       nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-      if (!j.is_discarded() && j.value("Hostname", "") == "worker1" &&
+      if (!j.is_discarded() && j.value("Hostname", "") == name &&
           j.value("Status", "") == "Ready") {
         return true;
       }
@@ -160,12 +174,15 @@ class ContainersE2eTest : public ::testing::Test {
     std::string left;
     bool gone = WaitFor(
         [&] {
-          auto listed = lab_->Ctr({"-n", *worker_ns_, "containers", "ls", "-q"});
-          left = listed.ok() ? Trim(*listed) : listed.status().ToString();
-          return listed.ok() && left.empty();
+          left.clear();
+          for (const std::string* ns : {worker_ns_, grouped_ns_}) {
+            auto listed = lab_->Ctr({"-n", *ns, "containers", "ls", "-q"});
+            absl::StrAppend(&left, listed.ok() ? Trim(*listed) : listed.status().ToString());
+          }
+          return left.empty();
         },
         kConverge, absl::Milliseconds(200));
-    EXPECT_TRUE(gone) << "containers left in " << *worker_ns_ << ": " << left << worker_->LogText();
+    EXPECT_TRUE(gone) << "containers left: " << left << worker_->LogText();
   }
 
   // `shoal service create -d --name NAME args...`; the service is removed after the test.
@@ -201,9 +218,9 @@ class ContainersE2eTest : public ::testing::Test {
   }
 
   // Task ID -> the host PID of its container's init, for the worker's running containers.
-  std::map<std::string, std::string> HostPids() {
+  std::map<std::string, std::string> HostPids(const std::string* ns = worker_ns_) {
     std::map<std::string, std::string> out;
-    auto listed = lab_->Ctr({"-n", *worker_ns_, "tasks", "ls"});
+    auto listed = lab_->Ctr({"-n", *ns, "tasks", "ls"});
     EXPECT_TRUE(listed.ok()) << listed.status();
     if (!listed.ok()) return out;
     for (absl::string_view line : absl::StrSplit(*listed, '\n', absl::SkipEmpty())) {
@@ -230,6 +247,8 @@ class ContainersE2eTest : public ::testing::Test {
   static ShoaldProcess* worker_;
   static std::string* worker_ns_;
   static std::string* manager_ns_;
+  static ShoaldProcess* grouped_;
+  static std::string* grouped_ns_;
   static std::string* image_v1_;
   static std::string* image_v2_;
   std::vector<std::string> services_;
@@ -243,6 +262,8 @@ ShoaldProcess* ContainersE2eTest::manager_ = nullptr;
 ShoaldProcess* ContainersE2eTest::worker_ = nullptr;
 std::string* ContainersE2eTest::worker_ns_ = nullptr;
 std::string* ContainersE2eTest::manager_ns_ = nullptr;
+ShoaldProcess* ContainersE2eTest::grouped_ = nullptr;
+std::string* ContainersE2eTest::grouped_ns_ = nullptr;
 std::string* ContainersE2eTest::image_v1_ = nullptr;
 std::string* ContainersE2eTest::image_v2_ = nullptr;
 
@@ -492,6 +513,41 @@ TEST_F(ContainersE2eTest, ARestartedAgentAdoptsItsRunningContainers) {
                Trim(*listed).find('\n') == std::string::npos;
       },
       kConverge, absl::Milliseconds(200)));
+}
+
+// The parent of a container's init: the runc shim that serves it.
+std::string ShimOf(const std::string& pid) {
+  std::vector<std::string> stat = absl::StrSplit(ReadFile("/proc/" + pid + "/stat"), ' ');
+  return stat.size() > 3 ? stat[3] : "";
+}
+
+TEST_F(ContainersE2eTest, ReplicasShareARuncShimOnANodeThatAsksForIt) {
+  ASSERT_EQ(manager_->Cli({"node", "update", "--availability", "active", "worker2"}).exit_code, 0);
+  Create("grouped", {"--replicas", "5", "--constraint", "node.hostname==worker2", *image_v1_,
+                     "sleep", "3600"});
+  std::vector<api::Task> tasks = WaitServing("grouped", 5);
+  std::map<std::string, std::string> pids;
+  ASSERT_TRUE(WaitFor([&] { return (pids = HostPids(grouped_ns_)).size() == 5; }, kConverge,
+                      absl::Milliseconds(100)));
+  // --shim-group-size 4: slots 1-4 share a shim, slot 5 has its own.
+  std::map<std::string, std::set<uint64_t>> slots_by_shim;
+  for (const api::Task& t : tasks) {
+    ASSERT_EQ(pids.count(t.id()), 1u) << t.id();
+    const std::string shim = ShimOf(pids[t.id()]);
+    EXPECT_TRUE(absl::StartsWith(ReadFile("/proc/" + shim + "/comm"), "containerd-shim"))
+        << ReadFile("/proc/" + shim + "/comm");
+    slots_by_shim[shim].insert(t.slot());
+  }
+  std::set<std::set<uint64_t>> groups;
+  for (const auto& [shim, slots] : slots_by_shim) groups.insert(slots);
+  EXPECT_EQ(groups, (std::set<std::set<uint64_t>>{{1, 2, 3, 4}, {5}}));
+  // A task of a shared shim stops alone.
+  CommandResult scale = manager_->Cli({"service", "scale", "-d", "grouped=3"});
+  ASSERT_EQ(scale.exit_code, 0) << scale.err;
+  EXPECT_TRUE(WaitFor([&] { return HostPids(grouped_ns_).size() == 3; }, kConverge,
+                      absl::Milliseconds(100)));
+  for (const auto& [id, pid] : HostPids(grouped_ns_)) EXPECT_EQ(pids[id], pid) << id;
+  ASSERT_EQ(manager_->Cli({"node", "update", "--availability", "drain", "worker2"}).exit_code, 0);
 }
 
 TEST_F(ContainersE2eTest, AMissingImageOrRegistryIsRejectedWithTheReason) {

@@ -149,6 +149,8 @@ TEST(DaemonLifecycleTest, BadFlagsFailWithTheFlagNamed) {
       {{"--log-level", "loud"}, "debug, info, warn or error"},
       {{"--log-format", "xml"}, "text or json"},
       {{"--metrics-addr", "nonsense"}, "--metrics-addr must be IP:PORT"},
+      {{"--shim-group-size", "0"}, "--shim-group-size must be 1 (a shim per container) to 64"},
+      {{"--insecure-registry", "http://x"}, "--insecure-registry must be HOST:PORT"},
       {{"--state-dir", "relative"}, "--state-dir must be an absolute path"},
   };
   for (const Case& c : cases) {

@@ -184,7 +184,8 @@ class Shoal(Orchestrator):
             [self.a.shoald, "--state-dir", os.path.join(self.root, "state"), "--socket", self.sock,
              "--node-name", "bench", "--executor", "containerd", "--containerd", self.lab.sock,
              "--containerd-namespace", "shoal-bench", "--insecure-registry", self.lab.addr,
-             "--metrics-addr", self.metrics, "--log-level", self.a.log_level],
+             "--metrics-addr", self.metrics, "--log-level", self.a.log_level]
+            + self.a.shoald_arg,
             stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
         wait_for("shoald's control socket", lambda: self.cli(
             "info", "--format", "json", check=False, timeout=10).returncode == 0, 30)
@@ -394,6 +395,8 @@ def main():
     p.add_argument("--work-dir", default="/var/tmp")
     p.add_argument("--log-level", default="info")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    p.add_argument("--shoald-arg", action="append", default=[],
+                   help="extra shoald argument (repeatable), e.g. --shoald-arg=--shim-group-size=8")
     p.add_argument("--shoald", required=True)
     p.add_argument("--shoal", required=True)
     a = p.parse_args()

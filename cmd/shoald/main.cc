@@ -61,6 +61,9 @@ int main(int argc, char** argv) {
   app.add_option("--insecure-registry", options.insecure_registries,
                  "Registry HOST:PORT spoken to over plain HTTP (repeatable)")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_option("--shim-group-size", options.shim_group_size,
+                 "Replicated tasks of one service that share a runc shim (1 = a shim each)")
+      ->capture_default_str();
   app.add_option("--metrics-addr", options.metrics_addr,
                  "Serve Prometheus /metrics on IP:PORT (off by default)");
   app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();

@@ -558,6 +558,7 @@ absl::Status ContainerdExecutor::CreateContainer(const api::Task& original,
   in.default_init = options_.default_init;
   in.cgroup_parent = cgroup_parent_;
   in.default_nofile = default_nofile_;
+  in.shim_group = ShimGroup(original, options_.shim_group_size);
   absl::StatusOr<int> stop_signal = StopSignalFor(*expanded, config);
   if (!stop_signal.ok()) return stop_signal.status();
   absl::StatusOr<std::optional<Healthcheck>> health = EffectiveHealthcheck(*expanded, config);

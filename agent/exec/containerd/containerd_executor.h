@@ -113,6 +113,10 @@ struct ContainerdExecutorOptions {
   // RLIMIT_NOFILE the containers get (see OciSpecInputs::default_nofile); 0 = min(1048576, this
   // process's hard limit).
   uint64_t default_nofile = 0;
+  // Up to this many replicated tasks of one service share a runc shim process (ShimGroup in
+  // oci_spec.h); 0 or 1 = a shim per container, as Docker runs them. A shim costs a process start
+  // per container and ~10 MB; sharing it means a shim crash takes down its group's containers.
+  int shim_group_size = 0;
   // How long Remove waits for a killed task to exit before giving up.
   absl::Duration kill_timeout = absl::Seconds(10);
 };

@@ -1238,6 +1238,7 @@ absl::StatusOr<nlohmann::json> BuildOciSpecJson(const OciSpecInputs& in) {
 
   json annotations = json::object();
   for (const auto& [k, v] : ContainerLabels(task, image)) annotations[k] = v;
+  if (!in.shim_group.empty()) annotations[kShimGroupAnnotation] = in.shim_group;
 
   return json{
       {"ociVersion", kOciVersion},
@@ -1250,6 +1251,11 @@ absl::StatusOr<nlohmann::json> BuildOciSpecJson(const OciSpecInputs& in) {
       {"linux", std::move(linux)},
       {"annotations", std::move(annotations)},
   };
+}
+
+std::string ShimGroup(const api::Task& task, int group_size) {
+  if (group_size < 2 || task.slot() == 0 || task.service_id().empty()) return "";
+  return absl::StrCat("shoal-", task.service_id(), "-", (task.slot() - 1) / group_size + 1);
 }
 
 absl::StatusOr<std::string> BuildOciSpec(const OciSpecInputs& in) {

@@ -268,7 +268,19 @@ struct OciSpecInputs {
   // permitted". An executor without the capability passes min(kDefaultNofile, its hard limit).
   uint64_t default_nofile = kDefaultNofile;
   int64_t shm_size_bytes = kDefaultShmBytes;
+  // Non-empty: the annotation io.containerd.runc.v2.group, so that containers with the same
+  // group share one runc shim process (ShimGroup).
+  std::string shim_group;
 };
+
+// The runc v2 shim's grouping annotation: containers whose specs carry the same value are served
+// by one shim process instead of one each.
+inline constexpr char kShimGroupAnnotation[] = "io.containerd.runc.v2.group";
+
+// The shim group of a task when up to `group_size` tasks share a shim: the replicated tasks of
+// one service in slots (k-1)*size+1 .. k*size are group "shoal-<service ID>-k"; "" (a shim of its
+// own) for global and job-per-node tasks (slot 0, one per node anyway) or a size below 2.
+std::string ShimGroup(const api::Task& task, int group_size);
 
 // The config.json object. Errors: INVALID_ARGUMENT for what the task asks wrongly (no command,
 // unknown user, bad mount, capability, ulimit, sysctl or resource), FAILED_PRECONDITION for

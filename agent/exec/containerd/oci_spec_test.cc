@@ -669,6 +669,32 @@ TEST(BuildOciSpec, LabelsBecomeAnnotations) {
   EXPECT_EQ(a["com.docker.swarm.node.id"], "node9");
 }
 
+TEST(BuildOciSpec, AShimGroupBecomesTheRuncShimsGroupingAnnotation) {
+  OciSpecInputs in = MakeInputs();
+  EXPECT_FALSE(Build(in)["annotations"].contains(kShimGroupAnnotation));
+  in.shim_group = "shoal-svc123-1";
+  EXPECT_EQ(Build(in)["annotations"][kShimGroupAnnotation], "shoal-svc123-1");
+}
+
+TEST(ShimGroup, GroupsConsecutiveSlotsOfOneService) {
+  api::Task task;
+  task.set_service_id("svc");
+  task.set_slot(1);
+  EXPECT_EQ(ShimGroup(task, 8), "shoal-svc-1");
+  task.set_slot(8);
+  EXPECT_EQ(ShimGroup(task, 8), "shoal-svc-1");
+  task.set_slot(9);
+  EXPECT_EQ(ShimGroup(task, 8), "shoal-svc-2");
+  // Off, global tasks (slot 0) and tasks without a service get a shim of their own.
+  EXPECT_EQ(ShimGroup(task, 1), "");
+  EXPECT_EQ(ShimGroup(task, 0), "");
+  task.set_slot(0);
+  EXPECT_EQ(ShimGroup(task, 8), "");
+  task.set_slot(3);
+  task.clear_service_id();
+  EXPECT_EQ(ShimGroup(task, 8), "");
+}
+
 // ----- mounts --------------------------------------------------------------------------------
 
 api::Mount* AddMount(OciSpecInputs& in, api::Mount::Type type, const std::string& source,
